@@ -1,0 +1,63 @@
+"""Elman RNN (simple recurrent network; Elman 1990, "Finding Structure in Time").
+
+    h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh),   act = tanh or relu
+
+Parameters (torch.nn.RNNCell names): weight_ih (H, F), weight_hh (H, H),
+bias_ih (H,), bias_hh (H,). State: ElmanState(h) with h (B, H). Output: h.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from .base import Cell, init_uniform_
+
+ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu}
+
+
+class ElmanState(NamedTuple):
+    h: Tensor
+
+
+class ElmanCell(Cell):
+    State = ElmanState
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
+                 nonlinearity: str = "tanh", device=None, dtype=None) -> None:
+        super().__init__()
+        if nonlinearity not in ACTIVATIONS:
+            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', received {nonlinearity!r}")
+        kw = {"device": device, "dtype": dtype}
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.bias, self.nonlinearity = bias, nonlinearity
+        self.weight_ih = nn.Parameter(torch.empty(hidden_size, input_size, **kw))
+        self.weight_hh = nn.Parameter(torch.empty(hidden_size, hidden_size, **kw))
+        if bias:
+            self.bias_ih = nn.Parameter(torch.empty(hidden_size, **kw))
+            self.bias_hh = nn.Parameter(torch.empty(hidden_size, **kw))
+        else:
+            self.register_parameter("bias_ih", None)
+            self.register_parameter("bias_hh", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        init_uniform_(self, self.hidden_size)
+
+    def state_shapes(self):
+        return {"h": (self.hidden_size,)}
+
+    def project_input(self, x: Tensor) -> Tensor:
+        xp = x @ self.weight_ih.t()                                   # (..., H)
+        return xp + self.bias_ih if self.bias else xp
+
+    def step(self, xp: Tensor, state: ElmanState):
+        pre = xp + state.h @ self.weight_hh.t()
+        if self.bias:
+            pre = pre + self.bias_hh
+        h = ACTIVATIONS[self.nonlinearity](pre)
+        return h, ElmanState(h)
+
+    def extra_repr(self) -> str:
+        return f"{self.input_size}, {self.hidden_size}, nonlinearity={self.nonlinearity!r}"

@@ -1,0 +1,1 @@
+"""One module per ``rnnlab`` subcommand (see rnnlab.cli)."""

@@ -1,0 +1,227 @@
+"""Sequence layers: run any cell over time.
+
+- ``run_cell(cell, x, state, lengths, reverse)`` is the one time loop every layer uses:
+  the input projection of all steps is one call (``cell.project_input``), then one
+  ``cell.step`` per step. With ``lengths`` the state stops changing after each sequence's
+  last valid step and padded outputs are zero; ``reverse`` runs each sequence backwards
+  from its own last valid step (what a bidirectional layer over padding needs).
+- ``Recurrent(cell)``, ``Bidirectional(fwd, bwd)``, ``Stacked(layers, dropout)`` wrap it.
+
+Shapes: x (T, B, F) time-major (or (B, T, F) with batch_first), out (T, B, O).
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
+
+from .cells.base import Cell, check_features, shape_str
+
+
+def map_state(fn, state: Any) -> Any:
+    """Apply fn to every tensor of a (nested) state, keeping its tuple types."""
+    if isinstance(state, Tensor):
+        return fn(state)
+    if state is None:
+        return None
+    if isinstance(state, tuple) and hasattr(state, "_fields"):
+        return type(state)(*(map_state(fn, s) for s in state))
+    if isinstance(state, (tuple, list)):
+        return type(state)(map_state(fn, s) for s in state)
+    raise TypeError(f"cannot map over a state of type {type(state).__name__}")
+
+
+def detach_state(state: Any) -> Any:
+    """The same state cut from the autograd graph (truncated BPTT across windows)."""
+    return map_state(lambda t: t.detach(), state)
+
+
+def check_lengths(lengths: Tensor | Sequence[int], T: int, B: int) -> Tensor:
+    """Validate per-sequence lengths: B integers in [1, T]; returns a CPU int64 tensor."""
+    lengths = torch.as_tensor(lengths).to("cpu")
+    if lengths.is_floating_point() or lengths.dtype == torch.bool:
+        raise ValueError(f"lengths must be integers, received dtype {lengths.dtype}")
+    if tuple(lengths.shape) != (B,):
+        raise ValueError(f"lengths must have shape ({B},) (one per sequence), "
+                         f"received {shape_str(lengths.shape)}")
+    lengths = lengths.long()
+    if B and (int(lengths.min()) < 1 or int(lengths.max()) > T):
+        raise ValueError(f"lengths must lie in [1, {T}] (the sequence length), received "
+                         f"min {int(lengths.min())}, max {int(lengths.max())}")
+    return lengths
+
+
+def step_mask(lengths: Tensor, T: int, device) -> Tensor:
+    """(T, B) bool: True where step t is inside sequence b."""
+    return (torch.arange(T)[:, None] < lengths[None, :]).to(device)
+
+
+def reverse_padded(x: Tensor, lengths: Tensor | None) -> Tensor:
+    """Reverse each sequence of x (T, B, ...) within its own length; padding stays put."""
+    if lengths is None:
+        return x.flip(0)
+    T, B = x.shape[:2]
+    t = torch.arange(T)[:, None]
+    idx = torch.where(t < lengths[None, :], lengths[None, :] - 1 - t, t).to(x.device)
+    idx = idx.view(T, B, *([1] * (x.dim() - 2))).expand_as(x)
+    return x.gather(0, idx)
+
+
+def masked_update(mask_b: Tensor, new: Any, old: Any) -> Any:
+    """Per batch row: new where mask_b else old, for every tensor of a state."""
+    def pick(n: Tensor, o: Tensor) -> Tensor:
+        return torch.where(mask_b.view(-1, *([1] * (n.dim() - 1))), n, o)
+    return type(new)(*(pick(n, o) if isinstance(n, Tensor) else masked_update(mask_b, n, o)
+                       for n, o in zip(new, old)))
+
+
+def run_cell(cell: Cell, x: Tensor, state: Any, lengths: Tensor | None = None,
+             reverse: bool = False) -> tuple[Tensor, Any]:
+    """Run cell over x (T, B, F) from state; returns out (T, B, O) and the final state."""
+    if reverse:
+        x = reverse_padded(x, lengths)
+    kernel = getattr(cell, "run_sequence", None)
+    if kernel is not None:
+        out, state = kernel(x, state, lengths)
+    else:
+        out, state = _loop(cell, x, state, lengths)
+    if reverse:
+        out = reverse_padded(out, lengths)
+    return out, state
+
+
+def _loop(cell: Cell, x: Tensor, state: Any, lengths: Tensor | None):
+    T = x.shape[0]
+    xp = cell.project_input(x)                                        # (T, B, G)
+    full = T if lengths is None else int(lengths.min())               # steps valid for all
+    mask = None if lengths is None else step_mask(lengths, T, x.device)
+    outs = []
+    for t in range(T):
+        out, new = cell.step(xp[t], state)
+        if t >= full:
+            m = mask[t]
+            new = masked_update(m, new, state)
+            out = out * m[:, None].to(out.dtype)
+        state = new
+        outs.append(out)
+    if not outs:
+        return x.new_zeros(0, x.shape[1], cell.output_size), state
+    return torch.stack(outs), state
+
+
+def unpack_input(x: Tensor | PackedSequence, batch_first: bool, lengths):
+    """Normalise a layer input to time-major padded form.
+
+    Returns (x (T, B, F), lengths or None, packed template or None)."""
+    if isinstance(x, PackedSequence):
+        padded, lens = pad_packed_sequence(x, batch_first=False)
+        return padded, lens.long(), x
+    if not isinstance(x, Tensor):
+        raise ValueError(f"input must be a Tensor or PackedSequence, received {type(x).__name__}")
+    if x.dim() != 3:
+        raise ValueError(f"input must be 3-D ({'B, T' if batch_first else 'T, B'}, F), "
+                         f"received shape {shape_str(x.shape)}")
+    if batch_first:
+        x = x.transpose(0, 1)
+    if lengths is not None:
+        lengths = check_lengths(lengths, x.shape[0], x.shape[1])
+    return x, lengths, None
+
+
+def repack_output(out: Tensor, template: PackedSequence) -> PackedSequence:
+    """Pack out (T, B, O) in the same order and batch sizes as the packed input."""
+    order = template.sorted_indices
+    out_sorted = out if order is None else out.index_select(1, order.to(out.device))
+    bs = template.batch_sizes
+    mask = torch.arange(out.shape[1])[None, :] < bs[:, None]          # (T, B) sorted
+    data = out_sorted[: len(bs)][mask.to(out.device)]
+    return PackedSequence(data, bs, template.sorted_indices, template.unsorted_indices)
+
+
+class Recurrent(nn.Module):
+    """Runs one cell over a sequence: forward(x, state=None, lengths=None) -> (out, state)."""
+
+    def __init__(self, cell: Cell, batch_first: bool = False, reverse: bool = False) -> None:
+        super().__init__()
+        self.cell, self.batch_first, self.reverse = cell, batch_first, reverse
+
+    @property
+    def output_size(self) -> int:
+        return self.cell.output_size
+
+    def init_state(self, batch: int, **kw):
+        return self.cell.init_state(batch, **kw)
+
+    def forward(self, x, state=None, lengths=None):
+        x, lengths, packed = unpack_input(x, self.batch_first, lengths)
+        out, state = self.run(x, state, lengths)
+        if packed is not None:
+            return repack_output(out, packed), state
+        return (out.transpose(0, 1) if self.batch_first else out), state
+
+    def run(self, x: Tensor, state, lengths):
+        """Time-major core used by the containers: x (T, B, F)."""
+        check_features(x, self.cell.input_size)
+        B = x.shape[1]
+        if state is None:
+            state = self.cell.init_state(B, device=x.device, dtype=x.dtype)
+        else:
+            state = self.cell.check_state(state, B)
+        return run_cell(self.cell, x, state, lengths, self.reverse)
+
+
+class Bidirectional(Recurrent):
+    """Two cells, one reading forwards and one backwards; outputs concatenated.
+    State: a pair (forward state, backward state)."""
+
+    def __init__(self, forward_cell: Cell, backward_cell: Cell, batch_first: bool = False):
+        nn.Module.__init__(self)
+        self.batch_first = batch_first
+        self.fwd = Recurrent(forward_cell)
+        self.bwd = Recurrent(backward_cell, reverse=True)
+
+    @property
+    def output_size(self) -> int:
+        return self.fwd.output_size + self.bwd.output_size
+
+    def init_state(self, batch: int, **kw):
+        return (self.fwd.init_state(batch, **kw), self.bwd.init_state(batch, **kw))
+
+    def run(self, x, state, lengths):
+        sf, sb = (None, None) if state is None else state
+        of, sf = self.fwd.run(x, sf, lengths)
+        ob, sb = self.bwd.run(x, sb, lengths)
+        return torch.cat([of, ob], dim=-1), (sf, sb)
+
+
+class Stacked(Recurrent):
+    """Layers (Recurrent or Bidirectional) on top of each other, with dropout between them.
+    State: a tuple with one entry per layer."""
+
+    def __init__(self, layers: Sequence[Recurrent], dropout: float = 0.0,
+                 batch_first: bool = False) -> None:
+        nn.Module.__init__(self)
+        self.layers = nn.ModuleList(layers)
+        self.dropout, self.batch_first = float(dropout), batch_first
+
+    @property
+    def output_size(self) -> int:
+        return self.layers[-1].output_size
+
+    def init_state(self, batch: int, **kw):
+        return tuple(layer.init_state(batch, **kw) for layer in self.layers)
+
+    def run(self, x, state, lengths):
+        if state is not None and len(state) != len(self.layers):
+            raise ValueError(f"state must hold one entry per layer ({len(self.layers)}), "
+                             f"received {len(state)}")
+        finals = []
+        for i, layer in enumerate(self.layers):
+            if i > 0 and self.dropout:
+                x = F.dropout(x, self.dropout, self.training)
+            x, s = layer.run(x, None if state is None else state[i], lengths)
+            finals.append(s)
+        return x, tuple(finals)
