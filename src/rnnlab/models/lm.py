@@ -1,0 +1,84 @@
+"""A next-token language model around any registered recurrent core.
+
+    ids (T, B) ─► embedding (T, B, E) ─► dropout ─► core = rnnlab.build(arch) (T, B, H)
+        ─► dropout ─► [projection H→E if tied and H != E] ─► decoder (T, B, V)
+
+``tie_weights`` shares the decoder matrix with the embedding (Press & Wolf 2017, "Using the
+Output Embedding to Improve Language Models"; Inan et al. 2017). The core is chosen by
+registry name only, so every architecture in ``rnnlab.available()`` works, including ones
+registered after this module was written.
+
+``step(ids (B,), state)`` is the single-token path the predictor calls once per typed
+token; it is a method of its own so a fused one-step kernel can replace it.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..registry import build
+
+
+@dataclass
+class LMConfig:
+    vocab_size: int
+    arch: str = "lstm"
+    embedding: int = 128
+    hidden: int = 256
+    layers: int = 1
+    dropout: float = 0.0
+    tie_weights: bool = False
+    options: dict[str, Any] = field(default_factory=dict)   # extra keywords for build()
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+class LanguageModel(nn.Module):
+    def __init__(self, vocab_size: int, arch: str = "lstm", embedding: int = 128,
+                 hidden: int = 256, layers: int = 1, dropout: float = 0.0,
+                 tie_weights: bool = False, **options: Any) -> None:
+        super().__init__()
+        if vocab_size < 2:
+            raise ValueError(f"vocab_size must be at least 2, received {vocab_size}")
+        self.config = LMConfig(vocab_size, arch, embedding, hidden, layers, dropout,
+                               tie_weights, dict(options))
+        self.embed = nn.Embedding(vocab_size, embedding)
+        self.core = build(arch, embedding, hidden, layers, dropout=dropout, **options)
+        self.drop = nn.Dropout(dropout)
+        out = self.core.output_size
+        self.proj = nn.Linear(out, embedding, bias=False) if tie_weights and out != embedding \
+            else None
+        self.decoder = nn.Linear(embedding if tie_weights else out, vocab_size)
+        if tie_weights:
+            self.decoder.weight = self.embed.weight
+        nn.init.uniform_(self.embed.weight, -0.1, 0.1)
+        nn.init.zeros_(self.decoder.bias)
+
+    @classmethod
+    def from_config(cls, cfg: LMConfig) -> "LanguageModel":
+        return cls(cfg.vocab_size, cfg.arch, cfg.embedding, cfg.hidden, cfg.layers,
+                   cfg.dropout, cfg.tie_weights, **cfg.options)
+
+    def head(self, h: Tensor) -> Tensor:
+        """Core output (..., H) to logits (..., V)."""
+        h = self.drop(h)
+        if self.proj is not None:
+            h = self.proj(h)
+        return self.decoder(h)
+
+    def forward(self, ids: Tensor, state: Any = None) -> tuple[Tensor, Any]:
+        """ids (T, B) int64 -> logits (T, B, V), final state."""
+        if ids.dim() != 2:
+            raise ValueError(f"ids must be 2-D (T, B), received shape {tuple(ids.shape)}")
+        x = self.drop(self.embed(ids))                                # (T, B, E)
+        h, state = self.core(x, state)                                # (T, B, H)
+        return self.head(h), state
+
+    def step(self, ids: Tensor, state: Any = None) -> tuple[Tensor, Any]:
+        """One token per stream: ids (B,) -> logits (B, V), new state."""
+        h, state = self.core(self.embed(ids)[None], state)            # (1, B, H)
+        return self.head(h[0]), state
