@@ -22,9 +22,11 @@ register("gru", "GRU (Cho et al. 2014; torch.nn.GRU)")(GRU)
 
 # Architectures added by later modules register themselves on import, one line each:
 # (keep this list sorted; each import must not fail)
+from .models.grid import GridLSTM  # noqa: E402
+register("grid_lstm", "2-D (time x depth) Grid LSTM (Kalchbrenner et al. 2015)")(GridLSTM)
 
 __all__ = [
     "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "Recurrent", "Stacked",
     "Bidirectional", "run_cell", "map_state", "detach_state", "build", "available",
-    "register", "cells",
+    "register", "cells", "GridLSTM",
 ]
