@@ -1,0 +1,59 @@
+"""Fast whole-sequence kernels: optimisations of cells, never second definitions.
+
+Each kernel family (``lstm``, ``gru``, ``elman``) runs a whole sequence in one custom
+``torch.autograd.Function``: the input projection of all T steps is one GEMM, each step is
+one recurrent GEMM plus in-place gate math, and the backward through time is derived by
+hand, with the weight gradients computed after the loop as a few large GEMMs instead of T
+small ones. A cell opts in by defining ``run_sequence(x, state, lengths)`` (which
+``rnnlab.layers.run_cell`` calls); the kernel is tested equal to the cell's ``step`` loop.
+
+``use_kernels(False)`` switches every kernel off (the cells then run their Python loop),
+which is how the tests and the benchmark compare the two. ``STATS`` counts kernel calls by
+name so a test can see that the fast path ran.
+"""
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from typing import Iterator
+
+STATS: Counter = Counter()
+_ENABLED = [True]
+
+
+def kernels_enabled() -> bool:
+    """Whether cells take their fast whole-sequence path."""
+    return _ENABLED[0]
+
+
+@contextlib.contextmanager
+def use_kernels(enabled: bool = True) -> Iterator[None]:
+    """Context manager: run cells with (True) or without (False) their kernels."""
+    old = _ENABLED[0]
+    _ENABLED[0] = bool(enabled)
+    try:
+        yield
+    finally:
+        _ENABLED[0] = old
+
+
+def same_method(cell, base: type, *names: str) -> bool:
+    """True when ``cell`` has not overridden any of ``names`` of ``base`` (a subclass
+    that changes the step math must not be run by the base class's kernel)."""
+    cls = type(cell)
+    return all(getattr(cls, n) is getattr(base, n) for n in names)
+
+
+def step_mask(lengths, T: int, like):
+    """(T, B, 1) float mask in x's dtype/device, and the number of leading steps valid
+    for every sequence (no masking needed there)."""
+    import torch
+
+    if lengths is None:
+        return None, T
+    full = int(lengths.min()) if lengths.numel() else T
+    mask = (torch.arange(T)[:, None] < lengths[None, :]).to(like.device, like.dtype)
+    return mask.unsqueeze(-1), full
+
+
+__all__ = ["STATS", "kernels_enabled", "use_kernels", "same_method", "step_mask"]

@@ -1,0 +1,286 @@
+"""Whole-sequence LSTM kernel for every variant of ``rnnlab.cells.LSTMCell``
+(peephole, coupled/CIFG, layer_norm, proj_size, no bias), with a hand-derived backward.
+
+Forward (shapes: T time, B batch, F input, H hidden, P = proj_size or H, G gates):
+    A = X W_ihᵀ + (b_ih + b_hh)                   one (TB, F) x (F, GH) GEMM, in place
+    per step: A_t += h W_hhᵀ                      one (B, P) x (P, GH) GEMM
+              gate math in place on A_t           (A_t then holds the activations)
+    (layer_norm: A = LN(X W_ihᵀ) γ_ih + b, and A_t += LN(h W_hhᵀ) γ_hh per step)
+Backward through time, per step: the gate gradients dA_t overwrite A_t and one GEMM
+dA_t W_hh carries the gradient to h_{t-1}. After the loop the weight gradients are large
+GEMMs over all steps: dW_hh = dAᵀ H_prev, dW_ih = dAᵀ X, dX = dA W_ih, dW_hr = dHᵀ M.
+
+With ``lengths`` a (T, B, 1) mask freezes each row's state after its last step and zeroes
+its padded outputs, exactly like ``rnnlab.layers.run_cell``'s loop.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple, Optional
+
+import torch
+from torch import Tensor
+
+from . import STATS, kernels_enabled, same_method, step_mask
+
+EPS = 1e-5
+
+
+@dataclass(frozen=True)
+class Spec:
+    coupled: bool
+    peephole: bool
+    layer_norm: bool
+    full: int              # leading steps where no row is masked
+
+
+class Params(NamedTuple):
+    w_ih: Tensor
+    w_hh: Tensor
+    b_ih: Optional[Tensor]
+    b_hh: Optional[Tensor]
+    w_hr: Optional[Tensor]
+    peep: Optional[Tensor]
+    g_ih: Optional[Tensor]
+    g_hh: Optional[Tensor]
+    g_c: Optional[Tensor]
+    b_c: Optional[Tensor]
+
+
+def cell_params(cell) -> Params:
+    get = lambda n: getattr(cell, n, None)  # noqa: E731
+    return Params(cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh,
+                  get("weight_hr") if cell.proj_size else None,
+                  get("weight_peephole"), get("ln_ih_weight"), get("ln_hh_weight"),
+                  get("ln_c_weight"), get("ln_c_bias"))
+
+
+def run_sequence(cell, x: Tensor, state, lengths=None):
+    """The LSTM cell over x (T, B, F) from state; (out (T, B, P), LSTMState)."""
+    from ..cells.lstm import LSTMCell, LSTMState
+    from ..layers import _loop
+
+    if not kernels_enabled() or not same_method(
+            cell, LSTMCell, "step", "project_input", "cell_update", "normalise_cell"):
+        return _loop(cell, x, state, lengths)
+    STATS["lstm"] += 1
+    mask, full = step_mask(lengths, x.shape[0], x)
+    spec = Spec(cell.coupled, cell.peephole, cell.layer_norm, full)
+    out, h, c = LSTMSequence.apply(spec, x, state.h, state.c, mask, *cell_params(cell))
+    return out, LSTMState(h, c)
+
+
+def _gates(a: Tensor, H: int, coupled: bool):
+    """Views (i, f, g, o) of a (B, GH) gate block; i is None when coupled."""
+    if coupled:
+        return None, a[:, :H], a[:, H:2 * H], a[:, 2 * H:]
+    return a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
+
+
+def _ln(x: Tensor, w: Tensor, b: Optional[Tensor]):
+    return torch.native_layer_norm(x, x.shape[-1:], w, b, EPS)
+
+
+def forward_pass(spec: Spec, x: Tensor, h0: Tensor, c0: Tensor, mask, p: Params):
+    """Returns out, final h, final c and the dict of tensors the backward needs."""
+    T, B, F = x.shape
+    GH, H, P = p.w_ih.shape[0], c0.shape[1], h0.shape[1]
+    bias = None if p.b_ih is None else p.b_ih + p.b_hh
+    x2 = x.reshape(T * B, F)
+    s: dict = {}
+    if spec.layer_norm:
+        s["xraw"] = x2 @ p.w_ih.t()                                     # (TB, GH)
+        a_all, s["xmu"], s["xrs"] = _ln(s["xraw"], p.g_ih, bias)
+        s["hh"] = x.new_empty(T, B, GH)
+        s["hmu"], s["hrs"] = x.new_empty(T, B, 1), x.new_empty(T, B, 1)
+    elif bias is None:
+        a_all = x2 @ p.w_ih.t()
+    else:
+        a_all = torch.addmm(bias, x2, p.w_ih.t())
+    A = a_all.view(T, B, GH)
+    out, C = x.new_empty(T, B, P), x.new_empty(T, B, H)
+    Hc = x.new_empty(T, B, P) if mask is not None else out             # carried h states
+    M = x.new_empty(T, B, H) if p.w_hr is not None else out             # o ⊙ tanh(c)
+    if spec.layer_norm:
+        s["cmu"], s["crs"] = x.new_empty(T, B, 1), x.new_empty(T, B, 1)
+    h, c = h0, c0
+    w_hh_t = p.w_hh.t()
+    for t in range(T):
+        a = A[t]
+        if spec.layer_norm:
+            torch.mm(h, w_hh_t, out=s["hh"][t])
+            y, s["hmu"][t], s["hrs"][t] = _ln(s["hh"][t], p.g_hh, None)
+            a.add_(y)
+        else:
+            a.addmm_(h, w_hh_t)
+        c_new = _cell_forward(spec, a, c, C[t], H, p.peep)
+        cn = c_new
+        if spec.layer_norm:
+            cn, s["cmu"][t], s["crs"][t] = _ln(c_new, p.g_c, p.b_c)
+        torch.mul(a[:, -H:], torch.tanh(cn), out=M[t])
+        if p.w_hr is not None:
+            torch.mm(M[t], p.w_hr.t(), out=out[t])
+        if mask is not None and t >= spec.full:
+            m = mask[t] > 0                                              # (B, 1)
+            torch.where(m, out[t], h, out=Hc[t])
+            torch.where(m, c_new, c, out=c_new)
+            out[t].mul_(mask[t])
+        elif mask is not None:
+            Hc[t].copy_(out[t])
+        h, c = Hc[t], C[t]
+    s.update(A=A, C=C, Hc=Hc, M=M)
+    return out, h, c, s
+
+
+def _cell_forward(spec: Spec, a: Tensor, c: Tensor, c_out: Tensor, H: int, peep):
+    """Gate math in place on a (B, GH): afterwards a holds i, f, g, o; returns c'."""
+    i, f, g, o = _gates(a, H, spec.coupled)
+    if spec.peephole:
+        f.addcmul_(peep[-2], c)
+        if i is not None:
+            i.addcmul_(peep[0], c)
+    (f if spec.coupled else a[:, :2 * H]).sigmoid_()
+    g.tanh_()
+    if spec.coupled:                                                    # c' = g + f (c - g)
+        torch.sub(c, g, out=c_out).mul_(f).add_(g)
+    else:
+        torch.mul(f, c, out=c_out).addcmul_(i, g)
+    if spec.peephole:
+        o.addcmul_(peep[-1], c_out)
+    o.sigmoid_()
+    return c_out
+
+
+def backward_pass(spec: Spec, x: Tensor, h0: Tensor, c0: Tensor, mask, p: Params, s: dict,
+                  gout, gh: Tensor, gc: Tensor, need_dx: bool):
+    """Gradients of every forward_pass input, in ``LSTMSequence.forward``'s order."""
+    A, C, Hc, M = s["A"], s["C"], s["Hc"], s["M"]
+    T, B, F = x.shape
+    GH, H, P = p.w_ih.shape[0], c0.shape[1], h0.shape[1]
+    DH = x.new_empty(T, B, P) if p.w_hr is not None else None
+    acc = {k: torch.zeros_like(getattr(p, k)) for k in ("peep", "g_c", "b_c", "g_hh")
+           if getattr(p, k) is not None}
+    for t in range(T - 1, -1, -1):
+        masked = mask is not None and t >= spec.full
+        ghp = gh if gout is None else gout[t] + gh
+        gcp = gc
+        if masked:
+            m = mask[t]
+            ghp, gcp, pass_h, pass_c = ghp * m, gc * m, gh - gh * m, gc - gc * m
+        if DH is not None:
+            DH[t] = ghp
+            ghp = ghp @ p.w_hr                                           # (B, H)
+        dc_prev = _cell_backward(spec, A[t], C[t], C[t - 1] if t else c0, ghp, gcp,
+                                 H, p, s, t, acc)
+        a = A[t]                                                         # now dA_t
+        if spec.layer_norm:
+            dhh, dg, _ = torch.ops.aten.native_layer_norm_backward(
+                a, s["hh"][t], (GH,), s["hmu"][t], s["hrs"][t], p.g_hh, None,
+                [True, True, False])
+            s["hh"][t] = dhh
+            acc["g_hh"] += dg
+            gh = dhh @ p.w_hh
+        else:
+            gh = a @ p.w_hh                                              # (B, P)
+        gc = dc_prev
+        if masked:
+            gh, gc = gh + pass_h, gc + pass_c
+    return _weight_grads(spec, x, h0, p, s, DH, acc, gh, gc, need_dx)
+
+
+def _cell_backward(spec: Spec, a: Tensor, c_new: Tensor, c_prev: Tensor, gm: Tensor,
+                   gc: Tensor, H: int, p: Params, s: dict, t: int, acc: dict) -> Tensor:
+    """Overwrites the activations in a (B, GH) with the pre-activation gradients;
+    returns the gradient reaching c_{t-1}. gm: grad of o ⊙ tanh(ĉ), gc: grad of c'."""
+    i, f, g, o = _gates(a, H, spec.coupled)
+    cn = c_new
+    if spec.layer_norm:
+        cn = (c_new - s["cmu"][t]) * s["crs"][t] * p.g_c + p.b_c
+    tc = torch.tanh(cn)
+    dcn = gm * o * (1 - tc * tc)
+    if spec.layer_norm:
+        dcn, dg, db = torch.ops.aten.native_layer_norm_backward(
+            dcn, c_new, (H,), s["cmu"][t], s["crs"][t], p.g_c, p.b_c, [True, True, True])
+        acc["g_c"] += dg
+        acc["b_c"] += db
+    dc = dcn + gc
+    dao = gm * tc * o * (1 - o)
+    if spec.peephole:
+        dc.addcmul_(dao, p.peep[-1])
+        acc["peep"][-1] += (dao * c_new).sum(0)
+    dsig_f = f * (1 - f)
+    if spec.coupled:
+        daf = dc * (c_prev - g) * dsig_f
+        dag = dc * (1 - f) * (1 - g * g)
+    else:
+        dai = dc * g * i * (1 - i)
+        daf = dc * c_prev * dsig_f
+        dag = dc * i * (1 - g * g)
+    dc_prev = dc * f
+    if spec.peephole:
+        dc_prev.addcmul_(daf, p.peep[-2])
+        acc["peep"][-2] += (daf * c_prev).sum(0)
+        if not spec.coupled:
+            dc_prev.addcmul_(dai, p.peep[0])
+            acc["peep"][0] += (dai * c_prev).sum(0)
+    o.copy_(dao)
+    g.copy_(dag)
+    f.copy_(daf)
+    if not spec.coupled:
+        i.copy_(dai)
+    return dc_prev
+
+
+def _weight_grads(spec: Spec, x: Tensor, h0: Tensor, p: Params, s: dict, DH, acc: dict,
+                  dh0: Tensor, dc0: Tensor, need_dx: bool):
+    """The after-the-loop GEMMs: every weight gradient over all steps at once."""
+    A, Hc, M = s["A"], s["Hc"], s["M"]
+    T, B, F = x.shape
+    GH, P = A.shape[2], h0.shape[1]
+    dHH = s["hh"] if spec.layer_norm else A                             # grad of h W_hhᵀ
+    dw_hh = dHH[0].t() @ h0
+    if T > 1:
+        dw_hh.addmm_(dHH[1:].reshape(-1, GH).t(), Hc[:-1].reshape(-1, P))
+    dA = A.view(T * B, GH)
+    db = dA.sum(0) if p.b_ih is not None else None
+    dg_ih = None
+    if spec.layer_norm:
+        dA, dg_ih, _ = torch.ops.aten.native_layer_norm_backward(
+            dA, s["xraw"], (GH,), s["xmu"], s["xrs"], p.g_ih, None, [True, True, False])
+    x2 = x.reshape(T * B, F)
+    dw_ih = dA.t() @ x2
+    dx = (dA @ p.w_ih).view(T, B, F) if need_dx else None
+    dw_hr = None
+    if DH is not None:
+        dw_hr = DH.view(-1, P).t() @ M.view(-1, M.shape[2])
+    return (dx, dh0, dc0, dw_ih, dw_hh, db, None if db is None else db.clone(), dw_hr,
+            acc.get("peep"), dg_ih, acc.get("g_hh"), acc.get("g_c"), acc.get("b_c"))
+
+
+class LSTMSequence(torch.autograd.Function):
+    """apply(spec, x, h0, c0, mask, *Params) -> (out, h_T, c_T)."""
+
+    @staticmethod
+    def forward(ctx, spec, x, h0, c0, mask, *params):
+        p = Params(*params)
+        out, h, c, s = forward_pass(spec, x, h0, c0, mask, p)
+        ctx.spec, ctx.shared = spec, (s["Hc"] is out, s["M"] is out)
+        s.pop("Hc" if ctx.shared[0] else "", None)
+        s.pop("M" if ctx.shared[1] else "", None)
+        ctx.s = s
+        ctx.save_for_backward(x, h0, c0, mask, out, *params)
+        return out, h.clone(), c.clone()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, gout, gh, gc):
+        x, h0, c0, mask, out, *params = ctx.saved_tensors
+        s = dict(ctx.s)
+        s["Hc"] = out if ctx.shared[0] else s["Hc"]
+        s["M"] = out if ctx.shared[1] else s["M"]
+        gh = torch.zeros_like(h0) if gh is None else gh
+        gc = torch.zeros_like(c0) if gc is None else gc
+        grads = backward_pass(ctx.spec, x, h0, c0, mask, Params(*params), s, gout, gh, gc,
+                              ctx.needs_input_grad[1])
+        ctx.s = None
+        return (None, grads[0], grads[1], grads[2], None, *grads[3:])
