@@ -24,7 +24,8 @@ from torch import Tensor, nn
 
 def shape_str(shape: Any) -> str:
     """``(2, 3, 4)`` for a torch.Size or tuple, for error messages."""
-    return "(" + ", ".join(str(int(s)) for s in shape) + ")"
+    items = [str(int(s)) for s in shape]
+    return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
 
 
 def check_floating(x: Tensor, what: str = "input") -> None:

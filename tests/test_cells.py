@@ -1,0 +1,252 @@
+"""Cells against naive references written from the papers' equations, float64 gradcheck,
+whole sequence = chunks with carried state, bad input, and tiny models that learn."""
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import rnnlab
+from rnnlab.cells import ElmanCell, GRUCell, LSTMCell
+from rnnlab.layers import Bidirectional, Recurrent, Stacked
+
+sig = torch.sigmoid
+
+
+def naive_layer_norm(v, gain, shift=None, eps=1e-5):
+    mu = v.mean(-1, keepdim=True)
+    var = ((v - mu) ** 2).mean(-1, keepdim=True)
+    out = (v - mu) / torch.sqrt(var + eps) * gain
+    return out if shift is None else out + shift
+
+
+def naive_lstm_step(cell, x, h, c):
+    """The LSTM variants from their equations (Greff et al. 2015; Ba et al. 2016), gate by gate."""
+    H = cell.hidden_size
+    wx = x @ cell.weight_ih.T
+    wh = h @ cell.weight_hh.T
+    if cell.layer_norm:
+        wx = naive_layer_norm(wx, cell.ln_ih_weight)
+        wh = naive_layer_norm(wh, cell.ln_hh_weight)
+    pre = wx + wh
+    if cell.bias:
+        pre = pre + cell.bias_ih + cell.bias_hh
+    names = ["f", "g", "o"] if cell.coupled else ["i", "f", "g", "o"]
+    a = {n: pre[:, k * H:(k + 1) * H] for k, n in enumerate(names)}
+    if cell.peephole:
+        p = dict(zip(["f", "o"] if cell.coupled else ["i", "f", "o"], cell.weight_peephole))
+        a["f"] = a["f"] + p["f"] * c
+        if not cell.coupled:
+            a["i"] = a["i"] + p["i"] * c
+    f = sig(a["f"])
+    i = 1 - f if cell.coupled else sig(a["i"])
+    c_new = f * c + i * torch.tanh(a["g"])
+    ao = a["o"] + (p["o"] * c_new if cell.peephole else 0)
+    cn = naive_layer_norm(c_new, cell.ln_c_weight, cell.ln_c_bias) if cell.layer_norm else c_new
+    h_new = sig(ao) * torch.tanh(cn)
+    if cell.proj_size:
+        h_new = h_new @ cell.weight_hr.T
+    return h_new, c_new
+
+
+VARIANTS = [
+    {},
+    {"peephole": True},
+    {"coupled": True},
+    {"layer_norm": True},
+    {"peephole": True, "coupled": True},
+    {"peephole": True, "layer_norm": True, "coupled": True},
+    {"layer_norm": True, "proj_size": 3},
+    {"forget_bias": 1.0},
+]
+
+
+def randomise(module):
+    """Move every parameter away from its initial value (LN gains 1, shifts 0 hide bugs)."""
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=g, dtype=p.dtype))
+
+
+@pytest.mark.parametrize("opts", VARIANTS, ids=lambda o: "-".join(o) or "plain")
+def test_lstm_variant_matches_naive_reference(opts):
+    torch.manual_seed(0)
+    cell = LSTMCell(4, 5, **opts).double()
+    randomise(cell)
+    B, T = 3, 6
+    x = torch.randn(T, B, 4, dtype=torch.float64)
+    state = cell.init_state(B)
+    h, c = state.h + 0.5, state.c - 0.3
+    out, _ = Recurrent(cell).run(x, (h, c), None)
+    for t in range(T):
+        h, c = naive_lstm_step(cell, x[t], h, c)
+        assert torch.allclose(out[t], h, atol=1e-12), f"step {t}"
+
+
+def test_forget_bias_initialisation():
+    torch.manual_seed(0)
+    a = LSTMCell(3, 4)
+    torch.manual_seed(0)
+    b = LSTMCell(3, 4, forget_bias=1.0)
+    diff = (b.bias_ih - a.bias_ih).detach()
+    assert torch.allclose(diff[4:8], torch.ones(4)) and diff[:4].abs().sum() == 0
+    assert diff[8:].abs().sum() == 0
+    with pytest.raises(ValueError):
+        LSTMCell(3, 4, bias=False, forget_bias=1.0)
+
+
+def test_coupled_and_peephole_parameter_shapes():
+    cell = LSTMCell(3, 4, coupled=True, peephole=True)
+    assert cell.weight_ih.shape == (12, 3) and cell.weight_peephole.shape == (2, 4)
+    full = LSTMCell(3, 4, peephole=True)
+    assert full.weight_ih.shape == (16, 3) and full.weight_peephole.shape == (3, 4)
+
+
+def naive_gru_step(cell, x, h):
+    """GRU in torch.nn.GRU's form (Cho et al. 2014 with r applied after W_hn h)."""
+    W_ir, W_iz, W_in = cell.weight_ih.chunk(3)
+    W_hr, W_hz, W_hn = cell.weight_hh.chunk(3)
+    b_ir, b_iz, b_in = cell.bias_ih.chunk(3)
+    b_hr, b_hz, b_hn = cell.bias_hh.chunk(3)
+    r = sig(x @ W_ir.T + b_ir + h @ W_hr.T + b_hr)
+    z = sig(x @ W_iz.T + b_iz + h @ W_hz.T + b_hz)
+    n = torch.tanh(x @ W_in.T + b_in + r * (h @ W_hn.T + b_hn))
+    return (1 - z) * n + z * h
+
+
+def test_gru_and_elman_match_naive_reference():
+    torch.manual_seed(0)
+    gru = GRUCell(3, 4).double()
+    rnn = ElmanCell(3, 4, nonlinearity="relu").double()
+    x = torch.randn(5, 2, 3, dtype=torch.float64)
+    h_g = h_r = torch.randn(2, 4, dtype=torch.float64)
+    out_g, _ = Recurrent(gru).run(x, (h_g,), None)
+    out_r, _ = Recurrent(rnn).run(x, (h_r,), None)
+    for t in range(5):
+        h_g = naive_gru_step(gru, x[t], h_g)
+        h_r = torch.relu(x[t] @ rnn.weight_ih.T + rnn.bias_ih + h_r @ rnn.weight_hh.T
+                         + rnn.bias_hh)
+        assert torch.allclose(out_g[t], h_g, atol=1e-12)
+        assert torch.allclose(out_r[t], h_r, atol=1e-12)
+
+
+CELLS = [("elman", lambda: ElmanCell(3, 4)), ("elman_relu", lambda: ElmanCell(3, 4, nonlinearity="relu")),
+         ("gru", lambda: GRUCell(3, 4))] + [
+    ("lstm-" + ("-".join(o) or "plain"), (lambda o=o: LSTMCell(3, 4, **o))) for o in VARIANTS]
+
+
+@pytest.mark.parametrize("name,make", CELLS, ids=[c[0] for c in CELLS])
+def test_gradcheck_float64(name, make):
+    torch.manual_seed(0)
+    cell = make().double()
+    randomise(cell)
+    layer = Recurrent(cell)
+    x = torch.randn(4, 2, 3, dtype=torch.float64, requires_grad=True)
+    s0 = tuple(t.clone().normal_().requires_grad_() for t in cell.init_state(2))
+    params = list(cell.parameters())
+
+    def f(x, *rest):
+        state, ps = rest[: len(s0)], rest[len(s0):]
+        out, fin = torch.func.functional_call(
+            layer, dict(zip([f"cell.{n}" for n, _ in cell.named_parameters()], ps)),
+            (x, state))
+        return (out, *fin)
+
+    assert torch.autograd.gradcheck(f, (x, *s0, *params), eps=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("arch", ["rnn", "lstm", "gru", "lstm_ln", "lstm_peephole", "lstm_cifg"])
+@pytest.mark.parametrize("fused", [True, False])
+def test_whole_equals_chunks_with_carried_state(arch, fused):
+    torch.manual_seed(0)
+    layer = rnnlab.build(arch, 3, 5, num_layers=2)
+    layer.use_fused = fused
+    x = torch.randn(12, 2, 3)
+    whole, h_whole = layer(x)
+    state, outs = None, []
+    for chunk in x.split([5, 1, 6]):
+        out, state = layer(chunk, state)
+        outs.append(out)
+    assert torch.allclose(torch.cat(outs), whole, atol=1e-6)
+    for a, b in zip(rnnlab.layers.map_state(lambda t: t, state), h_whole):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_generic_containers_match_front():
+    """Stacked(Bidirectional(...)) of cells equals rnnlab.LSTM with the same weights."""
+    torch.manual_seed(0)
+    front = rnnlab.LSTM(3, 4, num_layers=2, bidirectional=True, batch_first=True)
+    cells = list(front.cells)
+    stack = Stacked([Bidirectional(cells[0], cells[1]), Bidirectional(cells[2], cells[3])],
+                    batch_first=True)
+    x = torch.randn(2, 5, 3)
+    lengths = torch.tensor([5, 3])
+    a, (h, c) = front(x, lengths=lengths)
+    b, finals = stack(x, lengths=lengths)
+    assert torch.allclose(a, b, atol=1e-6)
+    assert torch.allclose(finals[1][1].c, c[3], atol=1e-6)
+    assert stack.output_size == 8
+
+
+# ---- bad input ---------------------------------------------------------------------------
+
+def test_wrong_feature_size_names_shapes():
+    lstm = rnnlab.LSTM(10, 4)
+    with pytest.raises(ValueError, match=r"10 features.*\(5, 3, 7\)"):
+        lstm(torch.randn(5, 3, 7))
+    with pytest.raises(ValueError, match=r"10 features"):
+        LSTMCell(10, 4)(torch.randn(3, 7))
+
+
+def test_wrong_state_shape_names_shapes():
+    lstm = rnnlab.LSTM(3, 4, num_layers=2)
+    x = torch.randn(5, 3, 3)
+    with pytest.raises(ValueError, match=r"h_0 must have shape \(2, 3, 4\), received \(1, 3, 4\)"):
+        lstm(x, (torch.zeros(1, 3, 4), torch.zeros(2, 3, 4)))
+    with pytest.raises(ValueError, match=r"state.c must have shape \(3, 4\), received \(3, 5\)"):
+        LSTMCell(3, 4)(torch.randn(3, 3), (torch.zeros(3, 4), torch.zeros(3, 5)))
+    with pytest.raises(ValueError, match="2 tensor"):
+        lstm(x, torch.zeros(2, 3, 4))
+
+
+def test_non_floating_and_bad_lengths():
+    gru = rnnlab.GRU(3, 4)
+    with pytest.raises(ValueError, match="floating-point.*int64"):
+        gru(torch.ones(5, 2, 3, dtype=torch.long))
+    x = torch.randn(5, 2, 3)
+    with pytest.raises(ValueError, match=r"\[1, 5\].*max 6"):
+        gru(x, lengths=torch.tensor([6, 2]))
+    with pytest.raises(ValueError, match=r"\[1, 5\].*min 0"):
+        gru(x, lengths=torch.tensor([0, 2]))
+    with pytest.raises(ValueError, match=r"shape \(2,\).*\(3,\)"):
+        gru(x, lengths=torch.tensor([1, 2, 3]))
+    with pytest.raises(ValueError, match="3-D"):
+        gru(torch.randn(2, 5, 3, 1))
+
+
+# ---- tiny models learn a tiny task --------------------------------------------------------
+
+@pytest.mark.parametrize("arch", ["rnn", "lstm", "gru", "lstm_ln", "lstm_peephole", "lstm_cifg"])
+def test_tiny_model_learns_delayed_echo(arch):
+    """Output the bit seen 3 steps earlier; chance is 50%."""
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    core, head = rnnlab.build(arch, 2, 24), nn.Linear(24, 2)
+    opt = torch.optim.Adam([*core.parameters(), *head.parameters()], lr=2e-2)
+    delay, T = 3, 16
+
+    def batch(B):
+        bits = torch.randint(0, 2, (T, B), generator=gen)
+        return nn.functional.one_hot(bits, 2).float(), bits[:-delay]
+
+    for _ in range(100):
+        x, y = batch(32)
+        loss = nn.functional.cross_entropy(head(core(x)[0][delay:]).flatten(0, 1), y.flatten())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    x, y = batch(256)
+    with torch.no_grad():
+        acc = (head(core(x)[0][delay:]).argmax(-1) == y).float().mean().item()
+    assert acc > 0.95, f"{arch} reached only {acc:.2%}"
