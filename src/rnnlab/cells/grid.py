@@ -137,7 +137,7 @@ class GridBlock(nn.Module):
                              "(a non-priority one changes before the priority transforms)")
         hs = [p.h for p in pairs]
         new: dict[int, GridState] = {}
-        source = list(hs)
+        source = hs
         for i in self.order:
             if self.dims[i] in self.priority and source is hs:
                 source = [new[j].h if j in new else hs[j] for j in range(N)]
