@@ -1,0 +1,92 @@
+"""rnnlab train [TEXT]: train a language model on a text file or the built-in corpus."""
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+
+import torch
+
+from .. import available
+from ..errors import UserError
+from ..train import Trainer, TrainConfig
+
+HELP = "train a next-token language model on TEXT (a UTF-8 file or folder; default built-in)"
+_DEFAULTS = TrainConfig()
+# (option, type, help); default shown from TrainConfig
+_OPTIONS = [
+    ("arch", str, "recurrent core, any name from `rnnlab list`"),
+    ("embedding", int, "embedding size"),
+    ("hidden", int, "hidden units per layer"),
+    ("layers", int, "stacked recurrent layers"),
+    ("dropout", float, "dropout on embeddings, between layers and before the decoder"),
+    ("batch", int, "parallel contiguous streams per step"),
+    ("bptt", int, "tokens per truncated-BPTT window"),
+    ("lr", float, "peak AdamW learning rate (warm-up, then cosine decay)"),
+    ("min_lr", float, "learning rate at the end of the cosine decay"),
+    ("warmup", int, "linear warm-up steps"),
+    ("weight_decay", float, "AdamW weight decay"),
+    ("clip", float, "gradient-norm clipping threshold (0: off)"),
+    ("eval_every", int, "steps between validation passes (0: only at the end)"),
+    ("save_every", int, "steps between checkpoints"),
+    ("seed", int, "random seed (same seed and settings: same run)"),
+    ("min_count", int, "drop tokens seen fewer times from the vocabulary"),
+    ("max_vocab", int, "keep at most this many tokens (the rest become <unk>)"),
+]
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("text", nargs="?", help="UTF-8 text file or folder of .txt files "
+                        "(omit: the built-in long-dependency corpus)")
+    parser.add_argument("--out", type=Path, help="run directory (default runs/ARCH-LEVEL)")
+    parser.add_argument("--level", choices=("char", "word"),
+                        help="tokens: characters or words (default char for TEXT, word for "
+                        "the built-in corpus)")
+    parser.add_argument("--max-time", type=float, help="time budget in seconds")
+    parser.add_argument("--max-steps", type=int, help="budget in training steps")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out from its last checkpoint")
+    parser.add_argument("--tie-weights", action="store_true",
+                        help="share the embedding and decoder matrices")
+    for name, kind, text in _OPTIONS:
+        default = getattr(_DEFAULTS, name)
+        parser.add_argument("--" + name.replace("_", "-"), type=kind, default=None,
+                            help=f"{text} (default {default})")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def config_from_args(args) -> TrainConfig:
+    given = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
+             if getattr(args, f.name, None) is not None}
+    given.pop("level", None)
+    cfg = TrainConfig(**given)
+    cfg.text = str(args.text) if args.text else None
+    cfg.level = args.level or ("char" if args.text else "word")
+    cfg.tie_weights = bool(args.tie_weights)
+    if not args.text:                       # the built-in corpus wants a small word model
+        for name, value in {"embedding": 64, "hidden": 128, "layers": 1, "bptt": 100}.items():
+            if getattr(args, name) is None:
+                setattr(cfg, name, value)
+    if cfg.arch not in available():
+        raise UserError(f"unknown architecture {cfg.arch!r}; available: "
+                        f"{', '.join(available())}")
+    return cfg
+
+
+def run(args) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = config_from_args(args)
+    out = args.out or Path("runs") / f"{cfg.arch}-{cfg.level}"
+    if not args.resume and args.max_steps is None and args.max_time is None:
+        raise UserError("give a budget: --max-steps N and/or --max-time SECONDS")
+    trainer = Trainer(cfg, out, resume=args.resume, quiet=args.quiet)
+    result = trainer.run()
+    if result["interrupted"]:
+        print(f"interrupted at step {result['step']}; saved to {out}; "
+              f"continue with: rnnlab train --out {out} --resume")
+        return 130
+    shown = "  ".join(f"{k} {v:.4g}" for k, v in result.items()
+                      if k.startswith("valid_") and isinstance(v, float))
+    print(f"step {trainer.step}  {shown}  ({result['elapsed']:.0f} s)  run: {out}")
+    return 0
