@@ -22,11 +22,16 @@ register("gru", "GRU (Cho et al. 2014; torch.nn.GRU)")(GRU)
 
 # Architectures added by later modules register themselves on import, one line each:
 # (keep this list sorted; each import must not fail)
+from .cells.clockwork import ClockworkRNN  # noqa: E402
+register("clockwork_rnn", "Clockwork RNN, modules with periods 1, 2, 4, ... "
+         "(Koutník et al. 2014)")(ClockworkRNN)
+from .cells.depth_gated import DepthGatedLSTM  # noqa: E402
+register("depth_gated_lstm", "Depth-Gated LSTM (Yao et al. 2015)")(DepthGatedLSTM)
 from .models.grid import GridLSTM  # noqa: E402
 register("grid_lstm", "2-D (time x depth) Grid LSTM (Kalchbrenner et al. 2015)")(GridLSTM)
 
 __all__ = [
     "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "Recurrent", "Stacked",
     "Bidirectional", "run_cell", "map_state", "detach_state", "build", "available",
-    "register", "cells", "GridLSTM",
+    "register", "cells", "ClockworkRNN", "DepthGatedLSTM", "GridLSTM",
 ]
