@@ -326,3 +326,49 @@ def test_3d_image_net_shapes_and_errors():
     tied = GridLSTM3dImage(patch=7, hidden=6, depth=2, share_along_depth=True,
                            directions=("br",), image_size=(14, 21))
     assert tied(torch.randn(2, 1, 14, 21)).shape == (2, 10)
+
+
+# -- experiments: smoke runs of tiny configurations, and the fast presets (slow) --------------
+
+def test_addition_problems_are_right():
+    from rnnlab.experiments.addition import BLANK, EQUALS, PLUS, problems
+    gen = torch.Generator().manual_seed(0)
+    for reverse in (False, True):
+        x, y = problems(50, 4, gen, reverse)
+        assert x.shape == (15, 50) and y.shape == (5, 50)
+        assert (x[4] == PLUS).all() and (x[9] == EQUALS).all() and (x[10:] == BLANK).all()
+        order = (lambda d: d.flip(0)) if reverse else (lambda d: d)
+        num = lambda d: (order(d) * 10 ** torch.arange(len(d) - 1, -1, -1)[:, None]).sum(0)
+        assert torch.equal(num(x[:4]) + num(x[5:9]), num(y))
+
+
+def test_addition_lstm_matches_grid_parameter_count():
+    from rnnlab.experiments.addition import Config, build_model, count, lstm_net_params
+    cfg = Config(hidden=32, layers=4)
+    grid, lstm = build_model("grid", cfg), build_model("lstm", cfg)
+    assert count(lstm) == lstm_net_params(lstm.head.in_features, 4)
+    assert abs(count(lstm) - count(grid)) / count(grid) < 0.03
+
+
+@pytest.mark.parametrize("name,overrides", [
+    ("parity", dict(bits=(4,), hidden=8, depth=2, max_samples=640, check_every=320,
+                    test_size=500)),
+    ("addition", dict(digits=1, hidden=8, layers=2, max_samples=256, check_every=128,
+                      test_size=200, check_size=100)),
+])
+def test_experiment_smoke_run_writes_outputs(tmp_path, name, overrides):
+    from rnnlab.experiments import run_experiment
+    result = run_experiment(name, "fast", tmp_path, **overrides)
+    saved = json.loads((tmp_path / f"{name}.json").read_text())
+    assert saved["records"] and saved["machine"]
+    assert (tmp_path / f"{name}.md").read_text().startswith("#")
+    assert (tmp_path / f"{name}.png").stat().st_size > 1000
+    assert result["records"][0]["samples"] >= 128
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["parity", "addition"])
+def test_fast_preset_runs(tmp_path, name):
+    from rnnlab.experiments import run_experiment
+    result = run_experiment(name, "fast", tmp_path)
+    assert result["seconds"] < 300
