@@ -304,6 +304,10 @@ class GRU(_TorchFront):
     def make_cell(self, size_in, hidden, bias, proj, device, dtype, options):
         return _GRUCell(size_in, hidden, bias, device=device, dtype=dtype)
 
+    def fusable(self) -> bool:
+        """torch's CPU GRU has no oneDNN path; on CPU rnnlab.kernels.gru is faster."""
+        return self.cells[0].weight_hh.device.type != "cpu" and super().fusable()
+
     def vf_name(self) -> str:
         return "gru"
 

@@ -53,6 +53,12 @@ class GRUCell(Cell):
 
     def step(self, xp: Tensor, state: GRUState):
         h = state.h
+        r, z, n = self.gate_activations(xp, h)
+        h = n + z * (h - n)                                           # (1-z) n + z h
+        return h, GRUState(h)
+
+    def gate_activations(self, xp: Tensor, h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(r, z, n), (B, H) each, from the projected input and h."""
         gh = h @ self.weight_hh.t()                                   # (B, 3H)
         if self.bias:
             gh = gh + self.bias_hh
@@ -60,6 +66,15 @@ class GRUCell(Cell):
         hr, hz, hn = gh.chunk(3, dim=-1)
         r = torch.sigmoid(xr + hr)
         z = torch.sigmoid(xz + hz)
-        n = torch.tanh(xn + r * hn)
-        h = n + z * (h - n)                                           # (1-z) n + z h
-        return h, GRUState(h)
+        return r, z, torch.tanh(xn + r * hn)
+
+    def gate_values(self, xp: Tensor, state: GRUState) -> dict[str, Tensor]:
+        """The gates ``step`` uses at this step, (B, H) each: update z (share of the old h
+        kept) and reset r (share of the old h that forms the candidate)."""
+        r, z, _ = self.gate_activations(xp, state.h)
+        return {"update": z, "reset": r}
+
+    def run_sequence(self, x: Tensor, state: GRUState, lengths: Tensor | None = None):
+        """Whole-sequence fast path (``rnnlab.kernels.gru``); equal to looping ``step``."""
+        from ..kernels.gru import run_sequence
+        return run_sequence(self, x, state, lengths)

@@ -1,0 +1,150 @@
+"""Whole-sequence GRU kernel for ``rnnlab.cells.GRUCell`` (torch.nn.GRU's form, gate order
+r, z, n), with a hand-derived backward through time.
+
+Forward (T time, B batch, F input, H hidden):
+    A = X W_ihᵀ + b_ih + [b_hr, b_hz, 0]          one (TB, F) x (F, 3H) GEMM
+    per step: G = h W_hhᵀ + [0, 0, b_hn]          one (B, H) x (H, 3H) GEMM
+              r, z = σ(A_rz + G_rz)               in place on A_t
+              n = tanh(A_n + r ⊙ G_n)             in place on A_t; G_n kept for backward
+              h' = n + z ⊙ (h - n)
+Backward per step: the pre-activation gradients overwrite A_t and G_n, and one GEMM carries
+the gradient to h_{t-1}; after the loop dW_ih, dX and dW_hh are large GEMMs over all steps.
+
+torch.nn.GRU on CPU has no oneDNN path (it loops over ATen ops with separate elementwise
+passes), so this kernel is also what ``rnnlab.GRU`` uses for the plain configuration on CPU.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from . import STATS, kernels_enabled, same_method, step_mask
+
+
+def run_sequence(cell, x: Tensor, state, lengths=None):
+    """The GRU cell over x (T, B, F) from state; (out (T, B, H), GRUState)."""
+    from ..cells.gru import GRUCell, GRUState
+    from ..layers import _loop
+
+    if not kernels_enabled() or not same_method(cell, GRUCell, "step", "project_input"):
+        return _loop(cell, x, state, lengths)
+    STATS["gru"] += 1
+    mask, full = step_mask(lengths, x.shape[0], x)
+    out, h = GRUSequence.apply(full, x, state.h, mask, cell.weight_ih, cell.weight_hh,
+                               cell.bias_ih, cell.bias_hh)
+    return out, GRUState(h)
+
+
+def _biases(b_ih: Optional[Tensor], b_hh: Optional[Tensor], H: int):
+    """(input-side bias with b_hr, b_hz folded in, b_hn) or (None, None)."""
+    if b_ih is None:
+        return None, None
+    return b_ih + torch.cat([b_hh[:2 * H], b_hh.new_zeros(H)]), b_hh[2 * H:]
+
+
+def forward_pass(full: int, x: Tensor, h0: Tensor, mask, w_ih, w_hh, b_ih, b_hh):
+    T, B, F = x.shape
+    H = h0.shape[1]
+    bias_i, b_hn = _biases(b_ih, b_hh, H)
+    x2 = x.reshape(T * B, F)
+    a_all = x2 @ w_ih.t() if bias_i is None else torch.addmm(bias_i, x2, w_ih.t())
+    A = a_all.view(T, B, 3 * H)
+    out, HN = x.new_empty(T, B, H), x.new_empty(T, B, H)
+    Hc = x.new_empty(T, B, H) if mask is not None else out
+    G = x.new_empty(B, 3 * H)
+    w_hh_t = w_hh.t()
+    h = h0
+    for t in range(T):
+        a = A[t]
+        torch.mm(h, w_hh_t, out=G)
+        hn = HN[t]
+        if b_hn is None:
+            hn.copy_(G[:, 2 * H:])
+        else:
+            torch.add(G[:, 2 * H:], b_hn, out=hn)
+        a[:, :2 * H].add_(G[:, :2 * H]).sigmoid_()
+        r, z, n = a[:, :H], a[:, H:2 * H], a[:, 2 * H:]
+        n.addcmul_(r, hn).tanh_()
+        torch.sub(h, n, out=out[t]).mul_(z).add_(n)                     # (1-z) n + z h
+        if mask is not None and t >= full:
+            torch.where(mask[t] > 0, out[t], h, out=Hc[t])
+            out[t].mul_(mask[t])
+        elif mask is not None:
+            Hc[t].copy_(out[t])
+        h = Hc[t]
+    return out, h, A, HN, Hc
+
+
+def backward_pass(full: int, x, h0, mask, w_ih, w_hh, b_ih, A, HN, Hc, gout, gh,
+                  need_dx: bool):
+    T, B, F = x.shape
+    H = h0.shape[1]
+    DG = x.new_empty(B, 3 * H)
+    for t in range(T - 1, -1, -1):
+        masked = mask is not None and t >= full
+        ghp = gh if gout is None else gout[t] + gh
+        if masked:
+            ghp, pass_h = ghp * mask[t], gh - gh * mask[t]
+        h_prev = Hc[t - 1] if t else h0
+        a = A[t]
+        r, z, n = a[:, :H], a[:, H:2 * H], a[:, 2 * H:]
+        dan = ghp * (1 - z) * (1 - n * n)
+        daz = ghp * (h_prev - n) * z * (1 - z)
+        gh_new = ghp * z
+        dar = dan * HN[t] * r * (1 - r)
+        torch.mul(dan, r, out=DG[:, 2 * H:])                          # d(W_hn h + b_hn)
+        HN[t] = DG[:, 2 * H:]
+        r.copy_(dar)
+        z.copy_(daz)
+        n.copy_(dan)
+        DG[:, :2 * H] = a[:, :2 * H]
+        gh = gh_new.addmm_(DG, w_hh)
+        if masked:
+            gh.add_(pass_h)
+    return _weight_grads(x, h0, w_ih, b_ih, A, HN, Hc, gh, need_dx)
+
+
+def _weight_grads(x, h0, w_ih, b_ih, A, HN, Hc, dh0, need_dx: bool):
+    T, B, F = x.shape
+    H = h0.shape[1]
+    dA = A.view(T * B, 3 * H)
+    dw_hh = torch.empty(3 * H, H, dtype=x.dtype, device=x.device)
+    torch.mm(A[0, :, :2 * H].t(), h0, out=dw_hh[:2 * H])
+    torch.mm(HN[0].t(), h0, out=dw_hh[2 * H:])
+    if T > 1:
+        h_prev = Hc[:-1].reshape(-1, H)
+        dw_hh[:2 * H].addmm_(A[1:].view(-1, 3 * H)[:, :2 * H].t(), h_prev)
+        dw_hh[2 * H:].addmm_(HN[1:].reshape(-1, H).t(), h_prev)
+    db_ih = db_hh = None
+    if b_ih is not None:
+        db_ih = dA.sum(0)
+        db_hh = torch.cat([db_ih[:2 * H], HN.sum((0, 1))])
+    dw_ih = dA.t() @ x.reshape(T * B, F)
+    dx = (dA @ w_ih).view(T, B, F) if need_dx else None
+    return dx, dh0, dw_ih, dw_hh, db_ih, db_hh
+
+
+class GRUSequence(torch.autograd.Function):
+    """apply(full, x, h0, mask, w_ih, w_hh, b_ih, b_hh) -> (out, h_T)."""
+
+    @staticmethod
+    def forward(ctx, full, x, h0, mask, w_ih, w_hh, b_ih, b_hh):
+        out, h, A, HN, Hc = forward_pass(full, x, h0, mask, w_ih, w_hh, b_ih, b_hh)
+        ctx.full, ctx.shared = full, Hc is out
+        ctx.inner = (A, HN, None if ctx.shared else Hc)
+        ctx.save_for_backward(x, h0, mask, out, w_ih, w_hh, b_ih)
+        return out, h.clone()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, gout, gh):
+        x, h0, mask, out, w_ih, w_hh, b_ih = ctx.saved_tensors
+        A, HN, Hc = ctx.inner
+        ctx.inner = None
+        gh = torch.zeros_like(h0) if gh is None else gh
+        dx, dh0, dw_ih, dw_hh, db_ih, db_hh = backward_pass(
+            ctx.full, x, h0, mask, w_ih, w_hh, b_ih, A, HN, out if ctx.shared else Hc,
+            gout, gh, ctx.needs_input_grad[1])
+        return None, dx, dh0, None, dw_ih, dw_hh, db_ih, db_hh
