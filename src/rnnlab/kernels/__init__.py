@@ -41,7 +41,7 @@ def same_method(cell, base: type, *names: str) -> bool:
     """True when ``cell`` has not overridden any of ``names`` of ``base`` (a subclass
     that changes the step math must not be run by the base class's kernel)."""
     cls = type(cell)
-    return all(getattr(cls, n) is getattr(base, n) for n in names)
+    return all(getattr(cls, n, None) is getattr(base, n, None) for n in names)
 
 
 def step_mask(lengths, T: int, like):

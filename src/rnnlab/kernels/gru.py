@@ -82,6 +82,7 @@ def backward_pass(full: int, x, h0, mask, w_ih, w_hh, b_ih, A, HN, Hc, gout, gh,
     T, B, F = x.shape
     H = h0.shape[1]
     DG = x.new_empty(B, 3 * H)
+    DA, DHN = torch.empty_like(A), torch.empty_like(HN)    # forward buffers stay intact
     for t in range(T - 1, -1, -1):
         masked = mask is not None and t >= full
         ghp = gh if gout is None else gout[t] + gh
@@ -95,15 +96,14 @@ def backward_pass(full: int, x, h0, mask, w_ih, w_hh, b_ih, A, HN, Hc, gout, gh,
         gh_new = ghp * z
         dar = dan * HN[t] * r * (1 - r)
         torch.mul(dan, r, out=DG[:, 2 * H:])                          # d(W_hn h + b_hn)
-        HN[t] = DG[:, 2 * H:]
-        r.copy_(dar)
-        z.copy_(daz)
-        n.copy_(dan)
-        DG[:, :2 * H] = a[:, :2 * H]
+        DHN[t] = DG[:, 2 * H:]
+        DG[:, :H], DG[:, H:2 * H] = dar, daz
+        DA[t, :, :2 * H] = DG[:, :2 * H]
+        DA[t, :, 2 * H:] = dan
         gh = gh_new.addmm_(DG, w_hh)
         if masked:
             gh.add_(pass_h)
-    return _weight_grads(x, h0, w_ih, b_ih, A, HN, Hc, gh, need_dx)
+    return _weight_grads(x, h0, w_ih, b_ih, DA, DHN, Hc, gh, need_dx)
 
 
 def _weight_grads(x, h0, w_ih, b_ih, A, HN, Hc, dh0, need_dx: bool):
@@ -142,7 +142,6 @@ class GRUSequence(torch.autograd.Function):
     def backward(ctx, gout, gh):
         x, h0, mask, out, w_ih, w_hh, b_ih = ctx.saved_tensors
         A, HN, Hc = ctx.inner
-        ctx.inner = None
         gh = torch.zeros_like(h0) if gh is None else gh
         dx, dh0, dw_ih, dw_hh, db_ih, db_hh = backward_pass(
             ctx.full, x, h0, mask, w_ih, w_hh, b_ih, A, HN, out if ctx.shared else Hc,

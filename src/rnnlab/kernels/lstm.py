@@ -61,7 +61,8 @@ def run_sequence(cell, x: Tensor, state, lengths=None):
     from ..layers import _loop
 
     if not kernels_enabled() or not same_method(
-            cell, LSTMCell, "step", "project_input", "cell_update", "normalise_cell"):
+            cell, LSTMCell, "step", "project_input", "preactivation", "cell_update",
+            "gate_activations", "normalise_cell"):
         return _loop(cell, x, state, lengths)
     STATS["lstm"] += 1
     mask, full = step_mask(lengths, x.shape[0], x)
@@ -158,6 +159,9 @@ def backward_pass(spec: Spec, x: Tensor, h0: Tensor, c0: Tensor, mask, p: Params
     T, B, F = x.shape
     GH, H, P = p.w_ih.shape[0], c0.shape[1], h0.shape[1]
     DH = x.new_empty(T, B, P) if p.w_hr is not None else None
+    s = dict(s, dA=torch.empty_like(A))          # the forward's buffers stay intact, so
+    if spec.layer_norm:                          # backward(retain_graph=True) can rerun
+        s["dhh"] = torch.empty_like(s["hh"])
     acc = {k: torch.zeros_like(getattr(p, k)) for k in ("peep", "g_c", "b_c", "g_hh")
            if getattr(p, k) is not None}
     for t in range(T - 1, -1, -1):
@@ -170,14 +174,14 @@ def backward_pass(spec: Spec, x: Tensor, h0: Tensor, c0: Tensor, mask, p: Params
         if DH is not None:
             DH[t] = ghp
             ghp = ghp @ p.w_hr                                           # (B, H)
-        dc_prev = _cell_backward(spec, A[t], C[t], C[t - 1] if t else c0, ghp, gcp,
+        a = s["dA"][t]
+        dc_prev = _cell_backward(spec, A[t], a, C[t], C[t - 1] if t else c0, ghp, gcp,
                                  H, p, s, t, acc)
-        a = A[t]                                                         # now dA_t
         if spec.layer_norm:
             dhh, dg, _ = torch.ops.aten.native_layer_norm_backward(
                 a, s["hh"][t], (GH,), s["hmu"][t], s["hrs"][t], p.g_hh, None,
                 [True, True, False])
-            s["hh"][t] = dhh
+            s["dhh"][t] = dhh
             acc["g_hh"] += dg
             gh = dhh @ p.w_hh
         else:
@@ -188,9 +192,10 @@ def backward_pass(spec: Spec, x: Tensor, h0: Tensor, c0: Tensor, mask, p: Params
     return _weight_grads(spec, x, h0, p, s, DH, acc, gh, gc, need_dx)
 
 
-def _cell_backward(spec: Spec, a: Tensor, c_new: Tensor, c_prev: Tensor, gm: Tensor,
-                   gc: Tensor, H: int, p: Params, s: dict, t: int, acc: dict) -> Tensor:
-    """Overwrites the activations in a (B, GH) with the pre-activation gradients;
+def _cell_backward(spec: Spec, a: Tensor, da: Tensor, c_new: Tensor, c_prev: Tensor,
+                   gm: Tensor, gc: Tensor, H: int, p: Params, s: dict, t: int,
+                   acc: dict) -> Tensor:
+    """From the activations a (B, GH) writes the pre-activation gradients into da;
     returns the gradient reaching c_{t-1}. gm: grad of o ⊙ tanh(ĉ), gc: grad of c'."""
     i, f, g, o = _gates(a, H, spec.coupled)
     cn = c_new
@@ -223,21 +228,22 @@ def _cell_backward(spec: Spec, a: Tensor, c_new: Tensor, c_prev: Tensor, gm: Ten
         if not spec.coupled:
             dc_prev.addcmul_(dai, p.peep[0])
             acc["peep"][0] += (dai * c_prev).sum(0)
-    o.copy_(dao)
-    g.copy_(dag)
-    f.copy_(daf)
+    di, df, dg, do = _gates(da, H, spec.coupled)
+    do.copy_(dao)
+    dg.copy_(dag)
+    df.copy_(daf)
     if not spec.coupled:
-        i.copy_(dai)
+        di.copy_(dai)
     return dc_prev
 
 
 def _weight_grads(spec: Spec, x: Tensor, h0: Tensor, p: Params, s: dict, DH, acc: dict,
                   dh0: Tensor, dc0: Tensor, need_dx: bool):
     """The after-the-loop GEMMs: every weight gradient over all steps at once."""
-    A, Hc, M = s["A"], s["Hc"], s["M"]
+    A, Hc, M = s["dA"], s["Hc"], s["M"]
     T, B, F = x.shape
     GH, P = A.shape[2], h0.shape[1]
-    dHH = s["hh"] if spec.layer_norm else A                             # grad of h W_hhᵀ
+    dHH = s["dhh"] if spec.layer_norm else A                            # grad of h W_hhᵀ
     dw_hh = dHH[0].t() @ h0
     if T > 1:
         dw_hh.addmm_(dHH[1:].reshape(-1, GH).t(), Hc[:-1].reshape(-1, P))
@@ -282,5 +288,4 @@ class LSTMSequence(torch.autograd.Function):
         gc = torch.zeros_like(c0) if gc is None else gc
         grads = backward_pass(ctx.spec, x, h0, c0, mask, Params(*params), s, gout, gh, gc,
                               ctx.needs_input_grad[1])
-        ctx.s = None
         return (None, grads[0], grads[1], grads[2], None, *grads[3:])
