@@ -1,0 +1,136 @@
+"""Fast incremental inference: one token through a stacked recurrent core without
+per-call setup cost (what a predictor does for every typed character or word).
+
+``Stepper(core)`` looks at the core once (an ``rnnlab.LSTM``/``GRU``/``RNN`` front, a
+``Stacked`` of ``Recurrent`` layers, or anything ``rnnlab.build`` returns) and prepares,
+per layer, the fused weights [W_ih | W_hh] (GH, F+H) and the summed bias, so that a plain
+LSTM or Elman layer costs one matrix-vector product that reads its weights once, plus a few
+in-place elementwise ops on (B, GH) tensors:
+
+    stepper = Stepper(core)
+    out, state = stepper(x_t, state)     # x_t (B, F), state as the core's forward returns it
+
+At batch 1 the time per token is bounded below by reading every weight once from memory;
+``benchmarks/speed.py`` compares it with that bound and with ``torch.nn.LSTM`` called once
+per token. Layers without a fused form here (GRU, LSTM variants, other cells) run their
+cell's own ``step``: always correct, just without the fusion. Inference only (no_grad).
+The state keeps the core's own form (torch's stacked (h, c) for the fronts), so the
+stepper's state and the core's forward state are interchangeable.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch import Tensor, nn
+
+from ..cells.base import Cell
+from ..cells.elman import ACTIVATIONS, ElmanCell
+from ..cells.lstm import LSTMCell, LSTMState
+from . import same_method
+
+
+def _cells_of(core: nn.Module) -> tuple[list[Cell], bool]:
+    """The cells bottom to top and whether the state is torch's stacked form."""
+    if getattr(core, "bidirectional", False):
+        raise ValueError("incremental stepping needs a unidirectional core")
+    if hasattr(core, "cells") and hasattr(core, "join_state"):          # rnnlab fronts
+        return list(core.cells), True
+    layers = getattr(getattr(core, "stack", core), "layers", None)
+    if layers is not None and all(hasattr(layer, "cell") for layer in layers):
+        return [layer.cell for layer in layers], False
+    if isinstance(core, Cell):
+        return [core], False
+    raise ValueError(f"cannot step a {type(core).__name__}: expected an rnnlab front, a "
+                     f"Stacked of Recurrent layers or a cell")
+
+
+def _lstm_step(cell: LSTMCell) -> Callable:
+    """Plain LSTM (optionally with proj_size): one GEMV over [x; h] per step."""
+    H = cell.hidden_size
+    w = torch.cat([cell.weight_ih, cell.weight_hh], 1).detach().t().contiguous()
+    b = None if cell.bias_ih is None else (cell.bias_ih + cell.bias_hh).detach()
+    w_hr = cell.weight_hr.detach().t() if cell.proj_size else None
+
+    def step(x: Tensor, state: LSTMState):
+        h, c = state
+        xh = torch.cat([x, h], 1)                                       # (B, F+P)
+        a = xh @ w if b is None else torch.addmm(b, xh, w)              # (B, 4H)
+        a[:, :2 * H].sigmoid_()
+        a[:, 3 * H:].sigmoid_()
+        g = a[:, 2 * H:3 * H].tanh_()
+        c = torch.addcmul(a[:, H:2 * H] * c, a[:, :H], g)
+        h = a[:, 3 * H:] * torch.tanh(c)
+        if w_hr is not None:
+            h = h @ w_hr
+        return h, LSTMState(h, c)
+    return step
+
+
+def _elman_step(cell: ElmanCell) -> Callable:
+    w = torch.cat([cell.weight_ih, cell.weight_hh], 1).detach().t().contiguous()
+    b = None if cell.bias_ih is None else (cell.bias_ih + cell.bias_hh).detach()
+    act = ACTIVATIONS[cell.nonlinearity]
+
+    def step(x: Tensor, state):
+        xh = torch.cat([x, state.h], 1)
+        h = act(xh @ w if b is None else torch.addmm(b, xh, w))
+        return h, cell.State(h)
+    return step
+
+
+def _generic_step(cell: Cell) -> Callable:
+    return lambda x, state: cell.step(cell.project_input(x), state)
+
+
+def make_step(cell: Cell) -> Callable:
+    """The fastest correct single-step function for one cell."""
+    if isinstance(cell, LSTMCell) and cell.is_plain and same_method(
+            cell, LSTMCell, "step", "project_input", "preactivation", "cell_update",
+            "gate_activations", "normalise_cell"):
+        return _lstm_step(cell)
+    if isinstance(cell, ElmanCell) and same_method(cell, ElmanCell, "step", "project_input"):
+        return _elman_step(cell)
+    return _generic_step(cell)
+
+
+class Stepper:
+    """One token through every layer of ``core``: ``out, state = stepper(x_t, state)``.
+
+    Build it once per set of weights (it copies the fused weights; rebuild after training
+    updates them). ``state=None`` starts from zeros."""
+
+    def __init__(self, core: nn.Module) -> None:
+        self.core = core
+        self.cells, self.torch_form = _cells_of(core)
+        self.bare = isinstance(core, Cell)
+        with torch.no_grad():
+            self.steps = [make_step(c) for c in self.cells]
+
+    def init_state(self, batch: int, *, device=None, dtype=None) -> Any:
+        per_layer = [c.init_state(batch, device=device, dtype=dtype) for c in self.cells]
+        if self.bare:
+            return per_layer[0]
+        return self.core.join_state(per_layer) if self.torch_form else tuple(per_layer)
+
+    def split(self, state: Any) -> list:
+        if not self.torch_form:
+            return [state] if self.bare else list(state)
+        parts = state if isinstance(state, tuple) else (state,)
+        return [self.cells[0].State(*(p[k] for p in parts)) for k in range(len(self.cells))]
+
+    @torch.no_grad()
+    def __call__(self, x: Tensor, state: Any = None) -> tuple[Tensor, Any]:
+        """x (B, F) -> out (B, O) of the top layer, the new state in the core's form."""
+        if state is None:
+            state = self.init_state(x.shape[0], device=x.device, dtype=x.dtype)
+        finals = []
+        for step, s in zip(self.steps, self.split(state)):
+            x, s = step(x, s)
+            finals.append(s)
+        if self.torch_form:
+            return x, self.core.join_state(finals)
+        return x, (finals[0] if self.bare else tuple(finals))
+
+
+__all__ = ["Stepper", "make_step"]
