@@ -180,3 +180,84 @@ def test_bad_input_is_named():
         m(torch.zeros(5, 3, 2), bad)
     with pytest.raises(ValueError, match=r"received shape \(5, 3, 7\)"):
         m(torch.zeros(5, 3, 7))
+
+
+# -- the sequence-generation experiment's batched networks ----------------------------------
+def autograd_generate(nets, T):
+    """The same networks step by step with torch autograd (the reference for the hand BPTT)."""
+    p = {k: v * nets.masks[k] for k, v in nets.params.items()}
+    W, b, V = p["W"], p["b"], p["V"]
+    h, c, hs = torch.zeros_like(V), torch.zeros_like(V), []
+    for t in range(T):
+        if nets.arch == "lstm":
+            ai, af, ag, ao = (b + (W @ h[:, :, None])[..., 0]).chunk(4, 1)
+            P = p["P"]
+            c = torch.sigmoid(af + P[:, 1] * c) * c + torch.sigmoid(ai + P[:, 0] * c) * torch.tanh(ag)
+            h = torch.sigmoid(ao + P[:, 2] * c) * torch.tanh(c)
+        else:
+            e = nets.ends[t]
+            h = torch.cat([torch.tanh(b[:, :e] + (W[:, :e] @ h[:, :, None])[..., 0]), h[:, e:]], 1)
+        hs.append(h)
+    return (torch.stack(hs) * V).sum(-1) + p["c"]
+
+
+@pytest.mark.parametrize("arch,hidden", [("srn", (3, 5)), ("lstm", (2, 4)), ("cwrnn", (5, 9))])
+def test_generation_nets_hand_bptt_equals_autograd(arch, hidden):
+    from rnnlab.experiments._generation_nets import build_nets, generate
+    nets = build_nets(arch, hidden, 2, 19, init_std=0.5, forget_bias=1.0, periods=(1, 2, 4, 8),
+                      generator=torch.Generator().manual_seed(0))
+    w = torch.randn(19, 4, dtype=D)
+    params = list(nets.params.values())
+    y = generate(nets, 19)
+    ref = autograd_generate(nets, 19)
+    torch.testing.assert_close(y, ref, rtol=0, atol=1e-13)
+    for a, b in zip(torch.autograd.grad((y * w).sum(), params),
+                    torch.autograd.grad((ref * w).sum(), params)):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+def test_generation_cwrnn_equals_library_clockwork():
+    """Each padded network of the experiment is rnnlab.ClockworkRNN with no input."""
+    from rnnlab.experiments._generation_nets import build_nets, generate
+    periods = (1, 2, 4, 8)
+    nets = build_nets("cwrnn", (5, 9), 1, 21, init_std=0.5, forget_bias=0.0, periods=periods,
+                      generator=torch.Generator().manual_seed(1))
+    y = generate(nets, 21).detach()
+    p = {k: (v * nets.masks[k]).detach() for k, v in nets.params.items()}
+    for n, (h, units) in enumerate(zip((5, 9), nets.units)):
+        cw = ClockworkRNN(0, h, periods=periods, dtype=D)
+        idx = torch.tensor(units)
+        with torch.no_grad():
+            cw.cells[0].weight_hh.copy_(p["W"][n][idx][:, idx])
+            cw.cells[0].bias_hh.copy_(p["b"][n, idx])
+            cw.cells[0].bias_ih.zero_()
+        out, _ = cw(torch.zeros(21, 1, 0, dtype=D))
+        torch.testing.assert_close(out[:, 0] @ p["V"][n, idx] + p["c"][n], y[:, n],
+                                   rtol=0, atol=1e-12)
+
+
+def test_generation_experiment_runs_and_reads_wav(tmp_path):
+    import json
+    import wave
+    from rnnlab.experiments import run_experiment
+    from rnnlab.experiments.clockwork_generation import wav_target
+    path = tmp_path / "a.wav"
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(2)
+        f.setsampwidth(2)
+        f.setframerate(8000)
+        f.writeframes(b"".join(int(1000 * (i % 7) - 3000).to_bytes(2, "little", signed=True) * 2
+                               for i in range(50)))
+    y = wav_target(str(path), 40, 3, 1)
+    assert y.shape == (40,) and float(y.min()) == -1 and float(y.max()) == 1
+    torch.testing.assert_close(y[:7], torch.tensor([3, 4, 5, 6, 0, 1, 2], dtype=D) / 3 - 1)
+    with pytest.raises(ValueError, match="a.wav: 50 frames"):
+        wav_target(str(path), 60, 0, 1)
+    (tmp_path / "bad.wav").write_bytes(b"RIFF0000")
+    with pytest.raises(ValueError, match="bad.wav: not a readable PCM WAV"):
+        wav_target(str(tmp_path / "bad.wav"), 10, 0, 1)
+    res = run_experiment("clockwork-generation", "fast", tmp_path, epochs=2, runs=2,
+                         budgets=(100,), length=40, wav=str(path))
+    assert [r["params"] for r in res["rows"]] == [100, 97, 91]
+    assert json.loads((tmp_path / "clockwork-generation.json").read_text())["rows"]
+    assert (tmp_path / "clockwork-generation.png").stat().st_size > 0
