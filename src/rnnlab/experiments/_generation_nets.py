@@ -34,8 +34,9 @@ class ClockworkFree(torch.autograd.Function):
         N, H = b.shape
         hs = W.new_empty(len(ends), N, H)
         h = W.new_zeros(N, H)
+        WT = W.transpose(1, 2).contiguous()          # (N, H_in, H_out): row-vector bmm is fastest
         for t, e in enumerate(ends):
-            pre = torch.baddbmm(b[:, :e, None], W[:, :e], h[:, :, None])[..., 0]
+            pre = torch.baddbmm(b[:, None, :e], h[:, None, :], WT[:, :, :e])[:, 0]
             if e == H:
                 h = torch.tanh(pre, out=hs[t])
             else:
@@ -78,8 +79,9 @@ class PeepholeLSTMFree(torch.autograd.Function):
         C = W.new_zeros(T + 1, N, H)                 # C[0] = c_0 = 0
         hs = W.new_empty(T, N, H)
         h = W.new_zeros(N, H)
+        WT = W.transpose(1, 2).contiguous()          # (N, H, 4H)
         for t in range(T):
-            a = torch.baddbmm(b[:, :, None], W, h[:, :, None])[..., 0].view(N, 4, H)
+            a = torch.baddbmm(b[:, None, :], h[:, None, :], WT)[:, 0].view(N, 4, H)
             c0, at = C[t], A[t]                      # at (N, 4, H): i, f, g, o
             torch.sigmoid(torch.addcmul(a[:, :2], P[:, :2], c0[:, None]), out=at[:, :2])
             torch.tanh(a[:, 2], out=at[:, 2])
