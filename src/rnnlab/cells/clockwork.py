@@ -25,12 +25,12 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..layers import Recurrent, Stacked, _loop
-from .base import Cell, check_shape, init_uniform_, shape_str
+from .base import check_shape, shape_str
 from .clockwork_kernel import ClockworkSequence, make_plan
-from .elman import ACTIVATIONS
+from .elman import ACTIVATIONS, ElmanCell
 
 
 class ClockworkState(NamedTuple):
@@ -65,41 +65,30 @@ def check_periods(periods, num_modules: int | None) -> tuple[int, ...]:
     return periods
 
 
-class ClockworkCell(Cell):
+class ClockworkCell(ElmanCell):
+    """An Elman cell whose units update on their module's clock (same parameters)."""
     State = ClockworkState
 
     def __init__(self, input_size: int, hidden_size: int, num_modules: int | None = None,
                  periods=None, bias: bool = True, nonlinearity: str = "tanh",
                  device=None, dtype=None) -> None:
-        super().__init__()
-        if nonlinearity not in ACTIVATIONS:
-            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', received {nonlinearity!r}")
-        kw = {"device": device, "dtype": dtype}
+        super().__init__(input_size, hidden_size, bias, nonlinearity, device, dtype)
         self.periods = check_periods(periods, num_modules)
         self.num_modules = len(self.periods)
         self.bounds = module_bounds(hidden_size, self.num_modules)
-        self.input_size, self.hidden_size = input_size, hidden_size
-        self.bias, self.nonlinearity = bias, nonlinearity
         self.use_kernel = True
         module_of = torch.cat([torch.full((b - a,), i) for i, (a, b) in enumerate(self.bounds)])
         period_of = torch.tensor(self.periods)[module_of]
         self.register_buffer("unit_period", period_of.to(device), persistent=False)
         mask = (module_of[None, :] >= module_of[:, None]).to(dtype or torch.get_default_dtype())
         self.register_buffer("weight_hh_mask", mask.to(device), persistent=False)
-        self.weight_ih = nn.Parameter(torch.empty(hidden_size, input_size, **kw))
-        self.weight_hh = nn.Parameter(torch.empty(hidden_size, hidden_size, **kw))
-        if bias:
-            self.bias_ih = nn.Parameter(torch.empty(hidden_size, **kw))
-            self.bias_hh = nn.Parameter(torch.empty(hidden_size, **kw))
-        else:
-            self.register_parameter("bias_ih", None)
-            self.register_parameter("bias_hh", None)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        init_uniform_(self, self.hidden_size)
-        with torch.no_grad():
-            self.weight_hh.mul_(self.weight_hh_mask)
+        super().reset_parameters()
+        if hasattr(self, "weight_hh_mask"):          # not yet during ElmanCell.__init__
+            with torch.no_grad():
+                self.weight_hh.mul_(self.weight_hh_mask)
 
     def num_parameters(self) -> int:
         """Trainable numbers, not counting the structural zeros of weight_hh."""
@@ -136,10 +125,6 @@ class ClockworkCell(Cell):
     def active_mask(self, t: Tensor) -> Tensor:
         """(B, H) bool: True for the units whose module updates at counter t (B,)."""
         return (t[:, None] % self.unit_period[None, :]) == 0
-
-    def project_input(self, x: Tensor) -> Tensor:
-        xp = x @ self.weight_ih.t()                                    # (..., H)
-        return xp + self.bias_ih if self.bias else xp
 
     def gate_values(self, xp: Tensor, state: ClockworkState) -> dict[str, Tensor]:
         """This step's 0/1 mask of updating units (B, H), as ``step`` uses it."""
@@ -178,7 +163,7 @@ class ClockworkCell(Cell):
                 f"nonlinearity={self.nonlinearity!r}")
 
 
-class ClockworkRNN(nn.Module):
+class ClockworkRNN(Stacked):
     """Clockwork RNN sequence layer(s): forward(x, state=None, lengths=None) -> (out, state).
 
     x (T, B, F) (or (B, T, F) with batch_first), out (T, B, H); the state is a tuple with
@@ -188,25 +173,14 @@ class ClockworkRNN(nn.Module):
                  num_modules: int | None = None, periods=None, nonlinearity: str = "tanh",
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
                  device=None, dtype=None) -> None:
-        super().__init__()
         if num_layers < 1:
             raise ValueError(f"num_layers must be at least 1, received {num_layers}")
         cells = [ClockworkCell(input_size if k == 0 else hidden_size, hidden_size, num_modules,
                                periods, bias, nonlinearity, device, dtype)
                  for k in range(num_layers)]
+        super().__init__([Recurrent(c) for c in cells], dropout, batch_first)
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
-        self.stack = Stacked([Recurrent(c) for c in cells], dropout, batch_first)
 
     @property
     def cells(self) -> list[ClockworkCell]:
-        return [layer.cell for layer in self.stack.layers]
-
-    @property
-    def output_size(self) -> int:
-        return self.hidden_size
-
-    def init_state(self, batch: int, **kw):
-        return self.stack.init_state(batch, **kw)
-
-    def forward(self, x, state=None, lengths=None):
-        return self.stack(x, state, lengths)
+        return [layer.cell for layer in self.layers]
