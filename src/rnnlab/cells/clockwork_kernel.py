@@ -24,6 +24,7 @@ from functools import lru_cache
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ class ClockworkSequence(torch.autograd.Function):
         return h_all
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, g: Tensor):
         x, h0, w_ih, w_hh, h_all = ctx.saved_tensors
         plan = ctx.plan

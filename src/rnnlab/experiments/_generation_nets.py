@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from ..cells.clockwork import module_bounds
 
@@ -48,6 +49,7 @@ class ClockworkFree(torch.autograd.Function):
         return hs
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, G: Tensor):
         W, hs = ctx.saved_tensors
         T, N, H = hs.shape
@@ -92,6 +94,7 @@ class PeepholeLSTMFree(torch.autograd.Function):
         return hs
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, G: Tensor):
         W, P, A, C, hs = ctx.saved_tensors
         i, f, g, o = A.unbind(2)
