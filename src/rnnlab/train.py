@@ -77,7 +77,10 @@ def corpus_config(cfg: TrainConfig) -> CorpusConfig:
 
 def load_corpus(cfg: TrainConfig, vocab: Vocab | None = None) -> Corpus:
     text = read_text(cfg.text) if cfg.text else generate(corpus_config(cfg)).text
-    return prepare(text, cfg.level, cfg.min_count, cfg.max_vocab, vocab=vocab)
+    try:
+        return prepare(text, cfg.level, cfg.min_count, cfg.max_vocab, vocab=vocab)
+    except UserError as e:
+        raise UserError(f"{cfg.text or 'built-in corpus'}: {e}") from None
 
 
 @torch.no_grad()
@@ -138,7 +141,7 @@ class Trainer:
                                      weight_decay=self.cfg.weight_decay)
         self.data = batchify(self.corpus.train, self.cfg.batch)              # (N, B)
         self.step, self.pos, self.epoch, self.elapsed = 0, 0, 0, 0.0
-        self.horizon = self.cfg.max_steps
+        self.horizon, self.estimated = self.cfg.max_steps, False
         self.best = math.inf
         self.state: Any = None
         if resume:
@@ -163,7 +166,7 @@ class Trainer:
                 tensors[f"opt.{i}.{k}"] = v if isinstance(v, Tensor) else torch.tensor(v)
         tensors["rng"] = torch.get_rng_state()
         info = {"pos": self.pos, "epoch": self.epoch, "elapsed": self.elapsed,
-                "horizon": self.horizon, "best": self.best if self.best < math.inf else None,
+                "horizon": self.horizon, "estimated": self.estimated, "best": self.best if self.best < math.inf else None,
                 "state": structure, "param_groups": opt["param_groups"]}
         self.run_dir.save_checkpoint(self.step, self.model.state_dict(), tensors, info)
 
@@ -183,7 +186,9 @@ class Trainer:
         self.state = unflatten_state(info["state"], tensors)
         self.step, self.pos, self.epoch = info["step"], info["pos"], info["epoch"]
         self.elapsed = info["elapsed"]
-        self.horizon = self.cfg.max_steps or info["horizon"]       # a new step budget wins
+        self.horizon, self.estimated = info["horizon"], info.get("estimated", False)
+        if self.cfg.max_steps and not self.estimated:                # a new step budget
+            self.horizon = self.cfg.max_steps
         self.best = info["best"] if info["best"] is not None else math.inf
         _truncate_log(self.run_dir.path / "metrics.jsonl", self.step)
 
@@ -229,11 +234,13 @@ class Trainer:
                 or (c.max_time is not None and self.elapsed >= c.max_time))
 
     def _estimate_horizon(self, t0: float, s0: int) -> None:
-        """With a time budget only: fix the schedule length from the measured speed."""
-        if self.horizon is None and self.cfg.max_time and self.step - s0 >= 20:
+        """With a time budget: fix the schedule length from the measured speed, once."""
+        if not self.estimated and self.cfg.max_time and self.step - s0 >= 20:
             per_step = (time.time() - t0) / (self.step - s0)
             left = self.cfg.max_time - self.elapsed
-            self.horizon = self.step + int(0.92 * left / per_step)
+            guess = self.step + int(0.92 * left / per_step)
+            self.horizon = min(self.cfg.max_steps or guess, guess)
+            self.estimated = True
 
     def run(self) -> dict:
         """Train until the budget is spent or SIGINT/SIGTERM; returns final metrics."""

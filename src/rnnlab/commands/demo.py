@@ -1,55 +1,51 @@
-"""rnnlab demo: the README's main job (placeholder until the language-model demo lands).
+"""rnnlab demo: the README's main job.
 
-Trains a plain RNN and an LSTM for a few seconds each to echo a bit seen D steps earlier,
-and prints their accuracy: the LSTM keeps the bit over longer delays."""
-import time
+Trains a word-level next-word model with each architecture on the built-in corpus
+(rnnlab.data.corpus: "Maria was born in France ... She grew up speaking French", "The
+clouds in the sky are blue") and prints next-word accuracy on held-out probes by the gap
+between cue and target, each model's top-3 suggestions for the seed's two sentences, and
+writes a plot of accuracy against gap (see rnnlab.experiments.next_word)."""
+from __future__ import annotations
+
+import dataclasses
 from pathlib import Path
 
 import torch
-from torch import nn
 
-from .. import build
+from ..experiments import next_word
 
-HELP = "train small models and show that an LSTM keeps a dependency a plain RNN loses"
+HELP = "train RNN, LSTM, GRU (and others within the budget) on the built-in corpus and " \
+       "show which keep a long dependency"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--out", type=Path, default=Path("demo-output"), help="output folder")
-    parser.add_argument("--seconds", type=float, default=8.0, help="training time per model")
-
-
-def _echo_batch(B: int, T: int, delay: int, gen: torch.Generator):
-    bits = torch.randint(0, 2, (T, B), generator=gen)
-    x = torch.nn.functional.one_hot(bits, 2).float()
-    return x, bits[:-delay] if delay else bits
-
-
-def _train(arch: str, delay: int, seconds: float) -> float:
-    torch.manual_seed(0)
-    gen = torch.Generator().manual_seed(0)
-    core = build(arch, 2, 32)
-    head = nn.Linear(32, 2)
-    opt = torch.optim.Adam([*core.parameters(), *head.parameters()], lr=1e-2)
-    T = delay + 20
-    end = time.time() + seconds
-    while time.time() < end:
-        x, y = _echo_batch(32, T, delay, gen)
-        out, _ = core(x)
-        loss = nn.functional.cross_entropy(head(out[delay:]).flatten(0, 1), y.flatten())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    with torch.no_grad():
-        x, y = _echo_batch(512, T, delay, gen)
-        pred = head(core(x)[0][delay:]).argmax(-1)
-        return (pred == y).float().mean().item()
+    d = next_word.PRESETS["demo"]
+    parser.add_argument("--out", type=Path, default=Path("demo-output"),
+                        help="output folder (table, JSON, plot, one run folder per model)")
+    parser.add_argument("--steps", type=int, default=d.steps,
+                        help=f"training steps per architecture (default {d.steps})")
+    parser.add_argument("--budget", type=float, default=d.budget,
+                        help=f"seconds in all; rnn, lstm, gru always finish, the other "
+                        f"architectures share the rest (default {d.budget:g})")
+    parser.add_argument("--archs", help="comma-separated architectures (default: rnn, lstm, "
+                        "gru, then every other registered one)")
+    parser.add_argument("--seed", type=int, default=d.seed, help="corpus and model seed")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch CPU threads (default: torch's)")
 
 
 def run(args) -> int:
-    args.out.mkdir(parents=True, exist_ok=True)
-    print("delayed echo: output the bit seen D steps ago (chance = 50%)")
-    print(f"{'D':>4} {'rnn':>8} {'lstm':>8}")
-    for delay in (2, 8, 16):
-        accs = [_train(a, delay, args.seconds / 3) for a in ("rnn", "lstm")]
-        print(f"{delay:>4} {accs[0]:>8.1%} {accs[1]:>8.1%}")
+    cfg = dataclasses.replace(
+        next_word.PRESETS["demo"], steps=args.steps, budget=args.budget, seed=args.seed,
+        threads=args.threads,
+        archs=tuple(a.strip() for a in args.archs.split(",")) if args.archs else ())
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"rnnlab demo: {cfg.steps} steps per architecture on the built-in corpus "
+          f"(budget {cfg.budget:g} s); results in {args.out}")
+    result = next_word.run(cfg, args.out)
+    print()
+    print(next_word.table_markdown(result))
+    print(f"\nplot: {args.out / (next_word.NAME + '.png')}; try a model with "
+          f"`rnnlab suggest {args.out}/runs/lstm \"She grew up speaking\"`")
     return 0

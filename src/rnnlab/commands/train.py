@@ -12,6 +12,7 @@ from ..train import Trainer, TrainConfig
 
 HELP = "train a next-token language model on TEXT (a UTF-8 file or folder; default built-in)"
 _DEFAULTS = TrainConfig()
+_BUILTIN = {"embedding": 64, "hidden": 128, "layers": 1, "bptt": 100}
 # (option, type, help); default shown from TrainConfig
 _OPTIONS = [
     ("arch", str, "recurrent core, any name from `rnnlab list`"),
@@ -41,17 +42,20 @@ def add_arguments(parser) -> None:
     parser.add_argument("--level", choices=("char", "word"),
                         help="tokens: characters or words (default char for TEXT, word for "
                         "the built-in corpus)")
-    parser.add_argument("--max-time", type=float, help="time budget in seconds")
-    parser.add_argument("--max-steps", type=int, help="budget in training steps")
+    parser.add_argument("--max-time", type=float, metavar="S", help="time budget in seconds")
+    parser.add_argument("--max-steps", type=int, metavar="N", help="budget in training steps")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its last checkpoint")
     parser.add_argument("--tie-weights", action="store_true",
                         help="share the embedding and decoder matrices")
     for name, kind, text in _OPTIONS:
         default = getattr(_DEFAULTS, name)
+        if name in _BUILTIN:
+            default = f"{default}; built-in corpus {_BUILTIN[name]}"
         parser.add_argument("--" + name.replace("_", "-"), type=kind, default=None,
+                            metavar="N" if kind is int else "X" if kind is float else "NAME",
                             help=f"{text} (default {default})")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -64,7 +68,7 @@ def config_from_args(args) -> TrainConfig:
     cfg.level = args.level or ("char" if args.text else "word")
     cfg.tie_weights = bool(args.tie_weights)
     if not args.text:                       # the built-in corpus wants a small word model
-        for name, value in {"embedding": 64, "hidden": 128, "layers": 1, "bptt": 100}.items():
+        for name, value in _BUILTIN.items():
             if getattr(args, name) is None:
                 setattr(cfg, name, value)
     if cfg.arch not in available():

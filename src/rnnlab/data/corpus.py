@@ -19,6 +19,7 @@ of tokens, so they can be scored as one batch. All text is canonical word-level 
 """
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
@@ -48,7 +49,7 @@ SHORT = {1: ["Then"], 2: ["Then", ","]}
 class CorpusConfig:
     seed: int = 0
     train_tokens: int = 300_000   # about; whole stories are kept
-    max_gap: int = 90             # training gaps are drawn uniformly up to this
+    max_gap: int = 90             # training gaps: log-uniform from the shortest to this
     eval_gaps: tuple[int, ...] = (5, 10, 20, 40, 80)
     probes_per_gap: int = 120     # per kind
     filler_share: float = 0.15    # share of items that are filler only
@@ -135,13 +136,19 @@ def colour_story(gap: int, rng: random.Random) -> tuple[list[str], int, int]:
 STORIES = {"language": language_story, "colour": colour_story}
 
 
+def log_uniform(lo: int, hi: int, rng: random.Random) -> int:
+    """An integer in [lo, hi] with equal chance per octave (short gaps are common)."""
+    hi = max(lo, hi)
+    return min(hi, int(math.exp(rng.uniform(math.log(lo), math.log(hi + 1)))))
+
+
 def _train_item(cfg: CorpusConfig, rng: random.Random) -> list[str]:
     u = rng.random()
     if u < cfg.filler_share:
         return filler(rng.randint(4, 30), rng)
     if u < cfg.filler_share + (1 - cfg.filler_share) * 0.6:
-        return language_story(rng.randint(5, max(5, cfg.max_gap)), rng)[0]
-    gap = 4 if rng.random() < 0.3 else rng.randint(7, max(7, cfg.max_gap))
+        return language_story(log_uniform(5, cfg.max_gap, rng), rng)[0]
+    gap = 4 if rng.random() < 0.2 else log_uniform(7, cfg.max_gap, rng)
     return colour_story(gap, rng)[0]
 
 
