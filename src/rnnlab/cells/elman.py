@@ -53,11 +53,20 @@ class ElmanCell(Cell):
         return xp + self.bias_ih if self.bias else xp
 
     def step(self, xp: Tensor, state: ElmanState):
-        pre = xp + state.h @ self.weight_hh.t()
-        if self.bias:
-            pre = pre + self.bias_hh
-        h = ACTIVATIONS[self.nonlinearity](pre)
+        h = ACTIVATIONS[self.nonlinearity](self.preactivation(xp, state.h))
         return h, ElmanState(h)
+
+    def preactivation(self, xp: Tensor, h: Tensor) -> Tensor:
+        pre = xp + h @ self.weight_hh.t()                             # (B, H)
+        return pre + self.bias_hh if self.bias else pre
+
+    def gate_values(self, xp: Tensor, state: ElmanState) -> dict[str, Tensor]:
+        """No gates: how saturated each unit is, (B, H). tanh: |h'| (near 1, the unit no
+        longer passes gradient); relu: 1 where the unit is active."""
+        pre = self.preactivation(xp, state.h)
+        if self.nonlinearity == "tanh":
+            return {"saturation": torch.tanh(pre).abs()}
+        return {"active": (pre > 0).to(pre.dtype)}
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}, nonlinearity={self.nonlinearity!r}"

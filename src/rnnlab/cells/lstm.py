@@ -118,20 +118,27 @@ class LSTMCell(Cell):
 
     def step(self, xp: Tensor, state: LSTMState):
         h, c = state
-        a = h @ self.weight_hh.t()                                    # (B, GH)
-        if self.layer_norm:
-            a = _ln(a, self.ln_hh_weight)
-        a = xp + a
-        if self.bias:
-            a = a + self.bias_hh
-        c_new, o = self.cell_update(a, c)
+        c_new, o = self.cell_update(self.preactivation(xp, h), c)
         h_new = o * torch.tanh(self.normalise_cell(c_new))
         if self.proj_size:
             h_new = h_new @ self.weight_hr.t()
         return h_new, LSTMState(h_new, c_new)
 
+    def preactivation(self, xp: Tensor, h: Tensor) -> Tensor:
+        """All gates' pre-activations a (B, GH) from the projected input and h."""
+        a = h @ self.weight_hh.t()                                    # (B, GH)
+        if self.layer_norm:
+            a = _ln(a, self.ln_hh_weight)
+        a = xp + a
+        return a + self.bias_hh if self.bias else a
+
     def cell_update(self, a: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
         """From gate pre-activations a (B, GH) and the old cell: new cell and output gate."""
+        _, _, _, o, c_new = self.gate_activations(a, c)
+        return c_new, o
+
+    def gate_activations(self, a: Tensor, c: Tensor) -> tuple[Tensor, ...]:
+        """(i, f, g, o, c') from pre-activations a (B, GH) and the old cell c (B, H)."""
         if self.coupled:
             af, ag, ao = a.chunk(3, dim=-1)
         else:
@@ -143,10 +150,17 @@ class LSTMCell(Cell):
                 ai = ai + pw[0] * c
         f = torch.sigmoid(af)
         i = 1 - f if self.coupled else torch.sigmoid(ai)
-        c_new = f * c + i * torch.tanh(ag)
+        g = torch.tanh(ag)
+        c_new = f * c + i * g
         if self.peephole:
             ao = ao + self.weight_peephole[-1] * c_new
-        return c_new, torch.sigmoid(ao)
+        return i, f, g, torch.sigmoid(ao), c_new
+
+    def gate_values(self, xp: Tensor, state: LSTMState) -> dict[str, Tensor]:
+        """The gates ``step`` uses at this step, (B, H) each: input, forget, output
+        (input = 1 - forget when coupled)."""
+        i, f, _, o, _ = self.gate_activations(self.preactivation(xp, state.h), state.c)
+        return {"input": i, "forget": f, "output": o}
 
     def normalise_cell(self, c: Tensor) -> Tensor:
         return _ln(c, self.ln_c_weight, self.ln_c_bias) if self.layer_norm else c
