@@ -59,7 +59,7 @@ class Config:
 
 
 PRESETS = {
-    "fast": Config(),
+    "fast": Config(hidden=32, layers=2, max_samples=20_000, check_every=4_000, check_size=500),
     "full": Config(digits=15, hidden=400, layers=18, batch=100, lr=1e-3,
                    max_samples=5_000_000, check_every=50_000),
 }
