@@ -26,7 +26,8 @@ Two different kinds of weight sharing, with names that cannot be confused:
   repeats blocks: ``share_along_depth=True`` in rnnlab.models.grid uses one block for all depths.
 
 Inputs may be hoisted: ``input_part(dim, h)`` is dim's contribution to every transform's
-pre-activation (one GEMM for a whole sequence); pass it as ``pre`` with ``pre_dim=dim``.
+pre-activation plus the biases (one GEMM for a whole sequence); pass it as ``pre`` with
+``pre_dim=dim``.
 
 Shapes: h_i, m_i (B, d); pre (B, ΣG) with G = 4d per LSTM dimension, d per non-LSTM one.
 ``GridLayerCell`` wraps a 2-D (time, depth) block in the rnnlab cell contract.
@@ -109,11 +110,13 @@ class GridBlock(nn.Module):
                         b[d:2 * d] = self.forget_bias
 
     def input_part(self, dim: int, h: Tensor) -> Tensor:
-        """Dimension dim's contribution to every transform's pre-activation: (..., d) -> (..., ΣG)."""
+        """Dimension dim's contribution to every transform's pre-activation, biases included:
+        (..., d) -> (..., ΣG)."""
         d = self.hidden_size
         cols = slice(dim * d, (dim + 1) * d)
-        parts = [self.transform_weight(i)[0][:, cols] for i in self.transform_dims]
-        return h @ torch.cat(parts).t()
+        W = torch.cat([self.transform_weight(i)[0][:, cols] for i in self.transform_dims])
+        b = [self.transform_weight(i)[1] for i in self.transform_dims]
+        return F.linear(h, W, None if b[0] is None else torch.cat(b))
 
     def forward(self, pairs: Sequence[GridState], pre: Tensor | None = None,
                 pre_dim: int | None = None) -> tuple[GridState, ...]:
@@ -155,12 +158,13 @@ class GridBlock(nn.Module):
         if pre is None:
             return F.linear(torch.cat(source, -1) if len(source) > 1 else source[0], W, b)
         lo, hi = self.offsets[i]
-        a = pre[..., lo:hi] if b is None else pre[..., lo:hi] + b
+        a = pre[..., lo:hi]                                           # biases included
         keep = [j for j in range(len(self.dims)) if j != pre_dim]
         if not keep:
             return a
         x = torch.cat([source[j] for j in keep], -1) if len(keep) > 1 else source[keep[0]]
-        return a + x @ self._columns(W, keep).t()
+        Wk = self._columns(W, keep)
+        return torch.addmm(a, x, Wk.t()) if x.dim() == 2 else a + x @ Wk.t()
 
     def _columns(self, W: Tensor, keep: list[int]) -> Tensor:
         """The columns of W that read the dimensions in keep (a view when contiguous)."""
@@ -174,8 +178,9 @@ class GridBlock(nn.Module):
         if kind != "lstm":
             h = _ACT[kind](a)
             return GridState(h, torch.zeros_like(h))
-        ai, af, ag, ao = a.chunk(4, -1)
-        gi, gf, gg, go = torch.sigmoid(ai), torch.sigmoid(af), torch.tanh(ag), torch.sigmoid(ao)
+        d = self.hidden_size
+        gi, gf, _, go = torch.sigmoid(a).chunk(4, -1)                 # one kernel for σ gates
+        gg = torch.tanh(a[..., 2 * d:3 * d])
         m_new = gf * m + gi * gg
         h = torch.tanh(go * m_new) if self.output_form == "paper" else go * torch.tanh(m_new)
         if gates is not None:
