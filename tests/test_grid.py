@@ -372,3 +372,13 @@ def test_fast_preset_runs(tmp_path, name):
     from rnnlab.experiments import run_experiment
     result = run_experiment(name, "fast", tmp_path)
     assert result["seconds"] < 300
+
+
+def test_explain_traces_every_layer_of_a_tied_grid():
+    from rnnlab.explain import trace_gates
+    torch.manual_seed(10)
+    layer = GridLSTM(3, 4, 3, share_along_depth=True)
+    x = torch.randn(5, 1, 3)
+    out, traces = trace_gates(layer, x)
+    torch.testing.assert_close(out, layer(x)[0])
+    assert len(traces) == 3 and traces[0].gates["time.forget"].shape == (5, 1, 4)
