@@ -225,12 +225,13 @@ def run(cfg: Config, out_dir: Path) -> dict:
             results[name] = {"params": count_params(model), "hidden": hidden,
                              "train_size": n, "epochs": _epochs(cfg, name), **res}
         bar.close()
+        machine = machine_description()
     result = {
         "experiment": NAME, "config": dataclasses.asdict(cfg), "data": source,
         "train_size": len(x), "test_size": len(xt), "models": results,
         "baselines": published_baselines() if cfg.data != "synthetic" else [],
         "grid_available": "grid3d" in models, "seconds": time.time() - start,
-        "machine": machine_description(),
+        "machine": machine,
     }
     write_outputs(out_dir, NAME, result, table(result))
     plot(result, out_dir / f"{NAME}.png")
