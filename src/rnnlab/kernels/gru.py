@@ -20,7 +20,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from . import STATS, kernels_enabled, same_method, step_mask
+from . import STATS, RecurrentGemm, kernels_enabled, same_method, step_mask
 
 
 def run_sequence(cell, x: Tensor, state, lengths=None):
@@ -53,12 +53,16 @@ def forward_pass(full: int, x: Tensor, h0: Tensor, mask, w_ih, w_hh, b_ih, b_hh)
     A = a_all.view(T, B, 3 * H)
     out, HN = x.new_empty(T, B, H), x.new_empty(T, B, H)
     Hc = x.new_empty(T, B, H) if mask is not None else out
-    G = x.new_empty(B, 3 * H)
-    w_hh_t = w_hh.t()
-    h = h0
-    for t in range(T):
+    with RecurrentGemm(w_hh, B) as rec:
+        h = _forward_loop(full, A, HN, out, Hc, h0, mask, b_hn, rec)
+    return out, h, A, HN, Hc
+
+
+def _forward_loop(full: int, A, HN, out, Hc, h, mask, b_hn, rec):
+    H = h.shape[1]
+    for t in range(A.shape[0]):
         a = A[t]
-        torch.mm(h, w_hh_t, out=G)
+        G = rec(h)                                                      # (B, 3H)
         hn = HN[t]
         if b_hn is None:
             hn.copy_(G[:, 2 * H:])
@@ -74,16 +78,23 @@ def forward_pass(full: int, x: Tensor, h0: Tensor, mask, w_ih, w_hh, b_ih, b_hh)
         elif mask is not None:
             Hc[t].copy_(out[t])
         h = Hc[t]
-    return out, h, A, HN, Hc
+    return h
 
 
 def backward_pass(full: int, x, h0, mask, w_ih, w_hh, b_ih, A, HN, Hc, gout, gh,
                   need_dx: bool):
     T, B, F = x.shape
     H = h0.shape[1]
-    DG = x.new_empty(B, 3 * H)
     DA, DHN = torch.empty_like(A), torch.empty_like(HN)    # forward buffers stay intact
-    for t in range(T - 1, -1, -1):
+    with RecurrentGemm(w_hh.t(), B) as back:
+        gh = _backward_loop(full, A, HN, Hc, DA, DHN, h0, mask, gout, gh, back)
+    return _weight_grads(x, h0, w_ih, b_ih, DA, DHN, Hc, gh, need_dx)
+
+
+def _backward_loop(full: int, A, HN, Hc, DA, DHN, h0, mask, gout, gh, back):
+    B, H = h0.shape
+    DG = h0.new_empty(B, 3 * H)
+    for t in range(A.shape[0] - 1, -1, -1):
         masked = mask is not None and t >= full
         ghp = gh if gout is None else gout[t] + gh
         if masked:
@@ -100,10 +111,10 @@ def backward_pass(full: int, x, h0, mask, w_ih, w_hh, b_ih, A, HN, Hc, gout, gh,
         DG[:, :H], DG[:, H:2 * H] = dar, daz
         DA[t, :, :2 * H] = DG[:, :2 * H]
         DA[t, :, 2 * H:] = dan
-        gh = gh_new.addmm_(DG, w_hh)
+        gh = gh_new.add_(back(DG))
         if masked:
             gh.add_(pass_h)
-    return _weight_grads(x, h0, w_ih, b_ih, DA, DHN, Hc, gh, need_dx)
+    return gh
 
 
 def _weight_grads(x, h0, w_ih, b_ih, A, HN, Hc, dh0, need_dx: bool):

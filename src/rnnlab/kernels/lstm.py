@@ -21,7 +21,7 @@ from typing import NamedTuple, Optional
 import torch
 from torch import Tensor
 
-from . import STATS, kernels_enabled, same_method, step_mask
+from . import STATS, RecurrentGemm, kernels_enabled, same_method, step_mask
 
 EPS = 1e-5
 
@@ -104,23 +104,30 @@ def forward_pass(spec: Spec, x: Tensor, h0: Tensor, c0: Tensor, mask, p: Params)
     M = x.new_empty(T, B, H) if p.w_hr is not None else out             # o ⊙ tanh(c)
     if spec.layer_norm:
         s["cmu"], s["crs"] = x.new_empty(T, B, 1), x.new_empty(T, B, 1)
-    h, c = h0, c0
-    w_hh_t = p.w_hh.t()
+    with RecurrentGemm(p.w_hh, B) as rec:                              # h -> h W_hhᵀ
+        proj = RecurrentGemm(p.w_hr, B) if p.w_hr is not None else None
+        h, c = _forward_loop(spec, A, C, out, Hc, M, h0, c0, mask, p, s, rec, proj)
+    s.update(A=A, C=C, Hc=Hc, M=M)
+    return out, h, c, s
+
+
+def _forward_loop(spec: Spec, A, C, out, Hc, M, h, c, mask, p: Params, s: dict, rec, proj):
+    T, H = A.shape[0], C.shape[2]
     for t in range(T):
         a = A[t]
         if spec.layer_norm:
-            torch.mm(h, w_hh_t, out=s["hh"][t])
+            s["hh"][t] = rec(h)
             y, s["hmu"][t], s["hrs"][t] = _ln(s["hh"][t], p.g_hh, None)
             a.add_(y)
         else:
-            a.addmm_(h, w_hh_t)
+            a.add_(rec(h))
         c_new = _cell_forward(spec, a, c, C[t], H, p.peep)
         cn = c_new
         if spec.layer_norm:
             cn, s["cmu"][t], s["crs"][t] = _ln(c_new, p.g_c, p.b_c)
         torch.mul(a[:, -H:], torch.tanh(cn), out=M[t])
-        if p.w_hr is not None:
-            torch.mm(M[t], p.w_hr.t(), out=out[t])
+        if proj is not None:
+            out[t] = proj(M[t])
         if mask is not None and t >= spec.full:
             m = mask[t] > 0                                              # (B, 1)
             torch.where(m, out[t], h, out=Hc[t])
@@ -129,8 +136,7 @@ def forward_pass(spec: Spec, x: Tensor, h0: Tensor, c0: Tensor, mask, p: Params)
         elif mask is not None:
             Hc[t].copy_(out[t])
         h, c = Hc[t], C[t]
-    s.update(A=A, C=C, Hc=Hc, M=M)
-    return out, h, c, s
+    return h, c
 
 
 def _cell_forward(spec: Spec, a: Tensor, c: Tensor, c_out: Tensor, H: int, peep):
@@ -164,6 +170,16 @@ def backward_pass(spec: Spec, x: Tensor, h0: Tensor, c0: Tensor, mask, p: Params
         s["dhh"] = torch.empty_like(s["hh"])
     acc = {k: torch.zeros_like(getattr(p, k)) for k in ("peep", "g_c", "b_c", "g_hh")
            if getattr(p, k) is not None}
+    with RecurrentGemm(p.w_hh.t(), B) as back:                         # dA -> dA W_hh
+        proj = RecurrentGemm(p.w_hr.t(), B) if DH is not None else None
+        gh, gc = _backward_loop(spec, A, C, c0, mask, p, s, DH, acc, gout, gh, gc, back,
+                                proj)
+    return _weight_grads(spec, x, h0, p, s, DH, acc, gh, gc, need_dx)
+
+
+def _backward_loop(spec: Spec, A, C, c0, mask, p: Params, s: dict, DH, acc: dict, gout,
+                   gh, gc, back, proj):
+    T, GH, H = A.shape[0], A.shape[2], C.shape[2]
     for t in range(T - 1, -1, -1):
         masked = mask is not None and t >= spec.full
         ghp = gh if gout is None else gout[t] + gh
@@ -173,7 +189,7 @@ def backward_pass(spec: Spec, x: Tensor, h0: Tensor, c0: Tensor, mask, p: Params
             ghp, gcp, pass_h, pass_c = ghp * m, gc * m, gh - gh * m, gc - gc * m
         if DH is not None:
             DH[t] = ghp
-            ghp = ghp @ p.w_hr                                           # (B, H)
+            ghp = proj(ghp)                                              # (B, H)
         a = s["dA"][t]
         dc_prev = _cell_backward(spec, A[t], a, C[t], C[t - 1] if t else c0, ghp, gcp,
                                  H, p, s, t, acc)
@@ -183,13 +199,13 @@ def backward_pass(spec: Spec, x: Tensor, h0: Tensor, c0: Tensor, mask, p: Params
                 [True, True, False])
             s["dhh"][t] = dhh
             acc["g_hh"] += dg
-            gh = dhh @ p.w_hh
+            gh = back(dhh)
         else:
-            gh = a @ p.w_hh                                              # (B, P)
+            gh = back(a)                                                 # (B, P)
         gc = dc_prev
         if masked:
             gh, gc = gh + pass_h, gc + pass_c
-    return _weight_grads(spec, x, h0, p, s, DH, acc, gh, gc, need_dx)
+    return gh, gc
 
 
 def _cell_backward(spec: Spec, a: Tensor, da: Tensor, c_new: Tensor, c_prev: Tensor,
