@@ -38,10 +38,10 @@ class Config:
     seeds: tuple[int, ...] = (0, 1, 2)
     budget: int = 40_000                   # parameters of recurrent core + output layer
     embedding: int = 32
-    steps: int = 600                       # training steps per run ...
-    max_seconds: float = 60.0              # ... or fewer, when a run reaches this time
+    steps: int = 300                       # training steps per run (equal for all) ...
+    max_seconds: float = 150.0             # ... or fewer, when a run reaches this time
     batch: int = 32
-    bptt: int = 150
+    bptt: int = 100
     lr: float = 1e-2
     corpus_tokens: int = 200_000
     max_gap: int = 300                     # longest training gap
