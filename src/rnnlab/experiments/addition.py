@@ -10,8 +10,8 @@ With ``reverse`` (default) every number is written least significant digit first
 does not say which order it used. Models: a tied 2-D Grid LSTM (``GridLSTM`` with
 ``share_along_depth``; time × depth, depth the priority dimension) and a stacked LSTM of the
 same depth whose width is chosen so that the whole model has the same parameter count.
-Metric: exact match (all D+1 digits right) on ``test_size`` fresh problems; the learning
-curve is exact match on ``check_size`` fresh problems by samples seen. The paper's target is
+Metric: exact match (all D+1 digits right) on ``test_size`` fresh problems, and the share of
+digits right; the learning curve is both on ``check_size`` fresh problems by samples seen. The paper's target is
 D = 15 (preset ``gpu``: ``rnnlab experiment addition --preset gpu``).
 """
 from __future__ import annotations
@@ -121,15 +121,16 @@ def count(model: nn.Module) -> int:
 
 
 @torch.no_grad()
-def exact_match(model: AdditionNet, n: int, cfg: Config, gen, batch: int = 1_000) -> float:
+def scores(model: AdditionNet, n: int, cfg: Config, gen, batch: int = 1_000):
+    """(exact match, digit accuracy) on n fresh problems."""
     model.eval()
-    right = 0
+    right, digits = 0, 0
     for start in range(0, n, batch):
         x, y = problems(min(batch, n - start), cfg.digits, gen, cfg.reverse)
-        pred = model(x.to(cfg.device)).argmax(-1).cpu()
-        right += int((pred == y).all(0).sum())
+        ok = model(x.to(cfg.device)).argmax(-1).cpu() == y                # (D+1, b)
+        right, digits = right + int(ok.all(0).sum()), digits + int(ok.sum())
     model.train()
-    return right / n
+    return right / n, digits / (n * (cfg.digits + 1))
 
 
 def train_one(name: str, cfg: Config, bar: Progress) -> dict:
@@ -151,12 +152,13 @@ def train_one(name: str, cfg: Config, bar: Progress) -> dict:
         seen += cfg.batch
         bar.update(cfg.batch, loss=loss.item())
         if seen % cfg.check_every < cfg.batch or seen >= cfg.max_samples:
-            curve.append((seen, exact_match(model, cfg.check_size, cfg, check_gen)))
+            curve.append((seen, *scores(model, cfg.check_size, cfg, check_gen)))
             if curve[-1][1] == 1.0 or (cfg.max_seconds and
                                        time.perf_counter() - start > cfg.max_seconds):
                 break
-    test = exact_match(model, cfg.test_size, cfg, torch.Generator().manual_seed(10**6))
+    test, digit = scores(model, cfg.test_size, cfg, torch.Generator().manual_seed(10**6))
     return {"model": name, "params": count(model), "samples": seen, "exact_match": test,
+            "digit_accuracy": digit,
             "curve": curve, "seconds": round(time.perf_counter() - start, 1),
             "width": model.head.in_features}
 
@@ -182,22 +184,25 @@ def run(cfg: Config, out_dir: Path) -> dict:
 def table(result: dict) -> str:
     cfg = result["config"]
     rows = [(MODELS[r["model"]], cfg["layers"], r["width"], r["params"], r["samples"],
-             f"{r['exact_match']:.4f}", r["seconds"]) for r in result["records"]]
+             f"{r['exact_match']:.4f}", f"{r['digit_accuracy']:.4f}", r["seconds"])
+            for r in result["records"]]
     return "\n".join([
         f"# {cfg['digits']}-digit addition", "",
         markdown_table(["model", "layers", "width", "parameters", "samples seen",
-                        f"exact match on {cfg['test_size']} fresh problems", "seconds"], rows),
+                        f"exact match on {cfg['test_size']} fresh problems",
+                        "digit accuracy", "seconds"], rows),
         "", f"Total time {result['seconds']} s on {result['machine']}."])
 
 
 def plot(result: dict, path: Path) -> None:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
-    for r in result["records"]:
-        xs, ys = zip(*r["curve"]) if r["curve"] else ((), ())
-        ax.plot(xs, ys, "-", label=f"{MODELS[r['model']]} ({r['params']} params)")
+    for r, color in zip(result["records"], ("C0", "C1", "C2")):
+        xs, exact, digit = zip(*r["curve"]) if r["curve"] else ((), (), ())
+        ax.plot(xs, exact, "-", color=color, label=f"{MODELS[r['model']]} ({r['params']} params)")
+        ax.plot(xs, digit, ":", color=color, label=f"{MODELS[r['model']]}, digit accuracy")
     ax.set_xlabel("training samples seen")
-    ax.set_ylabel("exact match (fresh problems)")
+    ax.set_ylabel("exact match (solid), digit accuracy (dotted)")
     ax.set_title(f"{result['config']['digits']}-digit addition")
     ax.legend()
     fig.tight_layout()
