@@ -16,7 +16,7 @@ def bars(result: dict) -> list[dict]:
     out = []
     for c in result["cases"]:
         name, shape = c["arch"], c["shape"]["name"]
-        if shape == "default" and name == "lstm":
+        if shape == "default" and name == "lstm" and "fb_vs_lstm" in c:
             out.append(_bar("rnnlab.LSTM fwd+bwd / torch.nn.LSTM", "<= 1.05",
                             c["fb_vs_lstm"], lambda v: v <= 1.05))
         if shape == "default" and name == "gru":
@@ -24,7 +24,7 @@ def bars(result: dict) -> list[dict]:
                             c["fwd_vs_own"], lambda v: v <= 0.8))
             out.append(_bar("rnnlab.GRU fwd+bwd / torch.nn.GRU", "<= 1.0",
                             c["fb_vs_own"], lambda v: v <= 1.0))
-        if shape == "default" and name in SCALED_BAR:
+        if shape == "default" and name in SCALED_BAR and "fb_vs_lstm" in c:
             out.append(_bar(f"{name} fwd+bwd / nn.LSTM / FLOP ratio", "<= 1.3",
                             c["fb_vs_lstm_scaled"], lambda v: v <= 1.3))
             out.append(_bar(f"{name} speed-up over its Python loop (fwd+bwd)", ">= 2",
@@ -61,8 +61,9 @@ def _case_table(cases: list[dict]) -> list[str]:
         name = c["arch"] + ("" if not c.get("options") else f" {c['options']}")
         lines.append(
             f"| {name} | {c['flops_fwd'] / 1e9:.2f} ({c['flop_ratio']:.2f}) "
-            f"| {m['ours/fwd'] * 1e3:.0f} | {m['ours/fb'] * 1e3:.0f} | {c['fb_vs_lstm']:.2f} "
-            f"| {c['fb_vs_lstm_scaled']:.2f} | {_f(c.get('fwd_vs_own'))}{own} "
+            f"| {m['ours/fwd'] * 1e3:.0f} | {m['ours/fb'] * 1e3:.0f} "
+            f"| {_f(c.get('fb_vs_lstm'))} "
+            f"| {_f(c.get('fb_vs_lstm_scaled'))} | {_f(c.get('fwd_vs_own'))}{own} "
             f"| {_f(c.get('fb_vs_own'))} "
             f"| {_f(loop and loop * 1e3, '{:.0f}')} ({_f(c.get('loop_speedup'))}) "
             f"| {_f(mem and mem / 2**20, '{:.0f}')} ({_f(c.get('memory_vs_lstm'))}) |")

@@ -30,19 +30,20 @@ from .report import bars, render  # noqa: F401 (render re-exported)
 SHAPES = {
     "default": Shape("default", T=100, B=64, H=512, F=512),
     "batch1": Shape("batch1", T=100, B=1, H=512, F=512),
-    "long": Shape("long", T=1000, B=16, H=256, F=256),
+    "long": Shape("long", T=1000, B=16, H=128, F=128),
 }
 CLOCKWORK = Shape("clockwork", T=256, B=64, H=1024, F=1024)
 
 
 def bench_arch(name: str, shape: Shape, reps: int, loop_reps: int, memory: bool,
-               options: dict | None = None) -> dict:
+               options: dict | None = None, with_lstm: bool = True) -> dict:
     """Timings (seconds, all samples and medians), ratios, FLOPs and memory of one arch."""
     ours = make_arch(name, shape, options)
-    ref = make_torch("torch.nn.LSTM", shape)
     x = torch.randn(shape.T, shape.B, shape.F)
-    fns = {"ours/fwd": forward_fn(ours, x), "ours/fb": train_fn(ours, x),
-           "lstm/fwd": forward_fn(ref, x), "lstm/fb": train_fn(ref, x)}
+    fns = {"ours/fwd": forward_fn(ours, x), "ours/fb": train_fn(ours, x)}
+    if with_lstm:
+        ref = make_torch("torch.nn.LSTM", shape)
+        fns.update({"lstm/fwd": forward_fn(ref, x), "lstm/fb": train_fn(ref, x)})
     own = OWN_REF.get(name.split(":")[0])
     if own:
         own_module = make_torch(own[0], shape)
@@ -60,9 +61,10 @@ def bench_arch(name: str, shape: Shape, reps: int, loop_reps: int, memory: bool,
     res: dict = {"own_ref": own[0] if own else None, "samples_s": samples, "median_s": med,
                  "flops_fwd": gemm_flops(ours, x), "lstm_flops_fwd": lstm_flops(shape)}
     res["flop_ratio"] = res["flops_fwd"] / res["lstm_flops_fwd"]
-    res["fb_vs_lstm"] = med["ours/fb"] / med["lstm/fb"]
-    res["fwd_vs_lstm"] = med["ours/fwd"] / med["lstm/fwd"]
-    res["fb_vs_lstm_scaled"] = res["fb_vs_lstm"] / res["flop_ratio"]
+    if with_lstm:
+        res["fb_vs_lstm"] = med["ours/fb"] / med["lstm/fb"]
+        res["fwd_vs_lstm"] = med["ours/fwd"] / med["lstm/fwd"]
+        res["fb_vs_lstm_scaled"] = res["fb_vs_lstm"] / res["flop_ratio"]
     if own:
         res["fb_vs_own"] = med["ours/fb"] / med["own/fb"]
         res["fwd_vs_own"] = med["ours/fwd"] / med["own/fwd"]
@@ -71,7 +73,7 @@ def bench_arch(name: str, shape: Shape, reps: int, loop_reps: int, memory: bool,
         res["kernel_fwd_vs_lstm"] = med["kernel/fwd"] / med["lstm/fwd"]
     if loop_reps:
         res["loop_speedup"] = med["loop/fb"] / med["ours/fb"]
-    if memory:
+    if memory and with_lstm:
         mine = peak_training_memory(name, shape, options)
         theirs = peak_training_memory("torch.nn.LSTM", shape)
         res["memory"] = {"ours": mine, "torch.nn.LSTM": theirs}
@@ -145,6 +147,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loop-reps", type=int, default=2,
                    help="rounds of the slow Python loop (0: skip it)")
     p.add_argument("--no-memory", action="store_true", help="skip peak-memory subprocesses")
+    p.add_argument("--memory-cases", default="default",
+                   help="comma list of cases whose peak memory is measured")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     p.add_argument("--name", default="speed", help="output file stem")
 
@@ -167,6 +171,7 @@ def run(args: argparse.Namespace) -> dict:
     plan = [(SHAPES[c], n, None) for c in cases if c in SHAPES for n in names]
     if "clockwork" in cases and "clockwork_rnn" in names:
         plan.append((CLOCKWORK, "clockwork_rnn", {"num_modules": 8}))
+    mem_cases = set(args.memory_cases.split(",")) if not args.no_memory else set()
     start, load0 = time.time(), os.getloadavg()
     result: dict = {"command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
                     "machine": machine_description(), "torch_threads": torch.get_num_threads(),
@@ -175,7 +180,8 @@ def run(args: argparse.Namespace) -> dict:
     for base, name, options in plan:
         shape = _shape(base, args)
         progress.desc = f"speed: {shape.name} {name}"
-        entry = bench_arch(name, shape, args.reps, args.loop_reps, not args.no_memory, options)
+        entry = bench_arch(name, shape, args.reps, args.loop_reps, base.name in mem_cases,
+                           options, with_lstm=base is not CLOCKWORK)
         result["cases"].append({"shape": shape.__dict__, "arch": name,
                                 "options": options or {}, **entry})
         progress.update(1)
