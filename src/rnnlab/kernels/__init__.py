@@ -64,7 +64,8 @@ class RecurrentGemm:
     def __init__(self, w, batch: int) -> None:
         import torch
 
-        self.torch, self.n = torch, torch.get_num_threads()
+        # the thread policy only concerns CPU work (n = 1 switches it off)
+        self.torch, self.n = torch, torch.get_num_threads() if w.device.type == "cpu" else 1
         self.w_t, self.packed = w.t(), None
         if (self.enabled and w.device.type == "cpu" and w.dtype == torch.float32
                 and torch.backends.mkldnn.is_available()):
