@@ -26,6 +26,7 @@ from torch import Tensor
 from .checkpoint import RunDir, load_model_state
 from .data.text import UNK, Vocab, detokenize, is_word_char, tokenize
 from .errors import UserError
+from .kernels.step import Stepper
 from .models.lm import LanguageModel, LMConfig
 from .registry import available
 
@@ -34,6 +35,10 @@ class Predictor:
     def __init__(self, model: LanguageModel, vocab: Vocab) -> None:
         self.model = model.eval()
         self.vocab = vocab
+        try:                              # fused one-token path, prepared once (kernels.step)
+            self._stepper: Stepper | None = Stepper(model.core)
+        except ValueError:                # a core it cannot step: the model's own step
+            self._stepper = None
         self.level = vocab.level
         self.start_id = vocab.index.get("\n", 1)     # the model reads a newline first
         self.unknown: list[str] = []                 # unseen tokens of the last prompt
@@ -72,8 +77,11 @@ class Predictor:
     @torch.inference_mode()
     def step(self, token: int, state: Any) -> tuple[Tensor, Any]:
         """One token in, next-token logits (V,) and the new state out."""
-        logits, state = self.model.step(torch.tensor([token]), state)
-        return logits[0], state
+        if self._stepper is None:
+            logits, state = self.model.step(torch.tensor([token]), state)
+            return logits[0], state
+        h, state = self._stepper(self.model.embed.weight[token][None], state)   # (1, H)
+        return self.model.head(h)[0], state
 
     def read(self, ids: list[int]) -> tuple[Tensor, Any]:
         """Logits and state after ``ids``, reusing the longest cached prefix."""
@@ -106,9 +114,13 @@ class Predictor:
 
     def _suggest_words(self, text: str, k: int) -> list[tuple[str, float]]:
         toks = tokenize(text, "word")
-        partial = ""
         if toks and text and is_word_char(text[-1]) and toks[-1] not in self.vocab.index:
-            partial = toks.pop()                         # a known word counts as complete
+            words = self._next_words(toks[:-1], toks[-1], k)   # complete the word typed
+            if words:
+                return words
+        return self._next_words(toks, "", k)                   # a known word is complete
+
+    def _next_words(self, toks: list[str], partial: str, k: int) -> list[tuple[str, float]]:
         self.unknown = self.vocab.unknown(toks)
         logits, _ = self.read(self.vocab.encode(toks))
         probs = torch.softmax(logits.float(), -1)

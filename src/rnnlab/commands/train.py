@@ -32,6 +32,8 @@ _OPTIONS = [
     ("seed", int, "random seed (same seed and settings: same run)"),
     ("min_count", int, "drop tokens seen fewer times from the vocabulary"),
     ("max_vocab", int, "keep at most this many tokens (the rest become <unk>)"),
+    ("corpus_tokens", int, "size of the built-in corpus in tokens"),
+    ("corpus_max_gap", int, "longest dependency gap in the built-in corpus"),
 ]
 
 
