@@ -285,19 +285,25 @@ def table(result: dict) -> str:
 
 def plot(result: dict, path: Path) -> None:
     plt = pyplot()
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.8),
-                                 gridspec_kw={"width_ratios": [3, 2]})
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(14, 5),
+                                 gridspec_kw={"width_ratios": [3, 2], "wspace": 0.75})
     for name, r in result["models"].items():
         ep = [c["epoch"] for c in r["curve"]]
         ax.plot(ep, [c["test_accuracy"] for c in r["curve"]], marker="o", label=name,
                 linewidth=2.5 if name == "grid3d" else 1.5)
-    for k, b in enumerate(result["baselines"]):
+    last = -1.0
+    for b in sorted(result["baselines"], key=lambda b: b["accuracy"]):
         ax.axhline(b["accuracy"], color="grey", linestyle=":", linewidth=1)
-        ax.text(1, b["accuracy"], f" {b['name']} {b['accuracy']:.3f}", fontsize=7,
-                color="dimgrey", va="bottom")
+        y = max(b["accuracy"], last + 0.009)                       # keep labels apart
+        ax.annotate(f"{b['name']} {b['accuracy']:.3f}", (1.0, b["accuracy"]),
+                    xytext=(1.01, y), textcoords=("axes fraction", "data"), fontsize=7,
+                    color="dimgrey", va="center", xycoords=("axes fraction", "data"))
+        last = y
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel("epoch")
     ax.set_ylabel("test accuracy")
-    ax.set_title(f"Fashion-MNIST ({result['train_size']} train / {result['test_size']} test)")
+    ax.set_title(f"Fashion-MNIST ({result['train_size']} train / {result['test_size']} test)"
+                 + ("; dotted: published" if result["baselines"] else ""))
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(alpha=0.3)
     names = list(result["models"])
@@ -306,6 +312,5 @@ def plot(result: dict, path: Path) -> None:
     bx.set_xlabel("training seconds (this machine)")
     bx.set_title("training time")
     bx.invert_yaxis()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
