@@ -38,16 +38,17 @@ class Config:
     seeds: tuple[int, ...] = (0, 1, 2)
     budget: int = 40_000                   # parameters of recurrent core + output layer
     embedding: int = 32
-    steps: int = 300                       # training steps per run (equal for all) ...
-    max_seconds: float = 150.0             # ... or fewer, when a run reaches this time
-    batch: int = 32
+    steps: int = 500                       # training steps per run (equal for all) ...
+    max_seconds: float = 90.0              # ... or fewer, when a run reaches this time
+    batch: int = 16
     bptt: int = 100
     lr: float = 1e-2
     corpus_tokens: int = 200_000
     max_gap: int = 300                     # longest training gap
     eval_gaps: tuple[int, ...] = (5, 10, 20, 40, 80, 160, 320)
-    probes: int = 60                       # per kind and gap
+    probes: int = 40                       # per kind and gap
     threads: int = 0                       # torch threads (0: leave as is)
+    keep_runs: str = ""                    # folder to keep the run directories in
 
 
 PRESETS = {
@@ -72,6 +73,7 @@ def run(cfg: Config, out_dir: Path) -> dict:
                          seed=PROBE_SEED)
     archs = architectures(cfg.archs)
     with threads(cfg.threads), tempfile.TemporaryDirectory(prefix="rnnlab-gap-") as tmp:
+        runs_dir = Path(cfg.keep_runs or tmp)
         vocab = len(load_corpus(train_config(cfg, "lstm", 8, cfg.seeds[0])).vocab)
         bar = Progress(len(archs) * len(cfg.seeds), desc=NAME, unit="run")
         results = {}
@@ -82,7 +84,7 @@ def run(cfg: Config, out_dir: Path) -> dict:
             for seed in cfg.seeds:
                 bar.desc = f"{arch} seed {seed}"
                 trainer = Trainer(train_config(cfg, arch, hidden, seed),
-                                  Path(tmp) / f"{arch}-{seed}", quiet=True)
+                                  runs_dir / f"{arch}-{seed}", quiet=True)
                 final = trainer.run()
                 acc = probe_accuracy(trainer.model, trainer.corpus.vocab, probes)
                 runs.append({"seed": seed, "steps": trainer.step,
