@@ -83,19 +83,22 @@ def html_page(expl: Explanation, png: str | Path | None = None, title: str = "")
     out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
            f"</title><style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>",
            "<p>Each strip is one gate of one layer; each cell is one token, shaded by the gate's "
-           "mean over the layer's units (white 0 = closed, blue 1 = open). Hover for values."
-           "</p>"]
+           "mean over the layer's units, from white (the strip's lowest mean, printed under "
+           "the gate's name) to dark blue (its highest). Hover for the values.</p>"]
     for layer in expl.layers:
         H = next(iter(layer.gates.values())).shape[-1]
         out.append(f"<h2>{html.escape(layer.name)} ({html.escape(layer.cell)}, {H} units)</h2>"
                    "<table>")
         for gate, values in visible(layer).items():
             means = values.mean(-1).tolist()
+            lo, hi = min(means), max(means)
+            shade = [(v - lo) / (hi - lo) if hi > lo else 0.5 for v in means]
             cells = "".join(
-                f"<td style='background:{_colour(v)};color:{'#fff' if v > 0.55 else '#000'}' "
+                f"<td style='background:{_colour(w)};color:{'#fff' if w > 0.55 else '#000'}' "
                 f"title='{html.escape(repr(t))}: {v:.3f}'>{html.escape(show(t))}</td>"
-                for t, v in zip(expl.tokens, means))
-            out.append(f"<tr><th>{html.escape(gate)}</th>{cells}</tr>")
+                for t, v, w in zip(expl.tokens, means, shade))
+            out.append(f"<tr><th>{html.escape(gate)}<br><small>{lo:.2f}–{hi:.2f}</small></th>"
+                       f"{cells}</tr>")
         out.append("</table>")
     if expl.predictions:
         cells = "".join(f"<td>{html.escape(show(p))}</td>" for p in expl.predictions)
