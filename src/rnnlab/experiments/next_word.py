@@ -129,6 +129,8 @@ def train_one(cfg: Config, arch: str, run_dir: Path, probes: list[Probe],
         shutil.rmtree(run_dir)
     trainer = Trainer(train_config(cfg, arch, max_time), run_dir)
     final = trainer.run()
+    if final["interrupted"]:                          # Ctrl-C: saved; stop the whole demo
+        raise KeyboardInterrupt
     acc = probe_accuracy(trainer.model, trainer.corpus.vocab, probes)
     pred = Predictor(trainer.model, trainer.corpus.vocab)
     return {"steps": trainer.step, "train_seconds": trainer.elapsed,
