@@ -30,8 +30,13 @@ register("depth_gated_lstm", "Depth-Gated LSTM (Yao et al. 2015)")(DepthGatedLST
 from .models.grid import GridLSTM  # noqa: E402
 register("grid_lstm", "2-D (time x depth) Grid LSTM (Kalchbrenner et al. 2015)")(GridLSTM)
 
+# Applications: next-word language model and its predictor
+from .infer import Predictor  # noqa: E402
+from .models.lm import LanguageModel  # noqa: E402
+
 __all__ = [
     "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "Recurrent", "Stacked",
     "Bidirectional", "run_cell", "map_state", "detach_state", "build", "available",
     "register", "cells", "ClockworkRNN", "DepthGatedLSTM", "GridLSTM",
+    "LanguageModel", "Predictor",
 ]
