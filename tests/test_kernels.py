@@ -84,7 +84,7 @@ def _gradcheck(cell, lengths):
         out, final = run_cell(cell, x, cell.State(*rest[:len(state)]), lengths, False)
         return (out, *final)
 
-    assert gradcheck(f, (x, *state, *params), eps=1e-6, atol=1e-6)
+    assert gradcheck(f, (x, *state, *params), eps=1e-6, atol=1e-6, fast_mode=True)
 
 
 @pytest.mark.parametrize("opts", [{"layer_norm": True, "peephole": True, "proj_size": 2},
@@ -160,3 +160,79 @@ def test_backward_twice_with_retained_graph(cell):
     g1 = torch.autograd.grad(out.square().sum(), x, retain_graph=True)[0]
     g2 = torch.autograd.grad(out.square().sum(), x)[0]
     torch.testing.assert_close(g1, g2)
+
+
+# -- incremental inference (rnnlab.kernels.step) -----------------------------------------
+
+@pytest.mark.parametrize("make,kinds", [
+    (lambda: rnnlab.LSTM(5, 6, 2), ["lstm-fused"] * 2),
+    (lambda: rnnlab.LSTM(5, 6, 2, proj_size=3), ["lstm-fused"] * 2),
+    (lambda: rnnlab.LSTM(5, 6, 1, layer_norm=True, peephole=True), ["cell.step"]),
+    (lambda: rnnlab.RNN(5, 6, 2, nonlinearity="relu"), ["elman-fused"] * 2),
+    (lambda: rnnlab.GRU(5, 6, 2), ["cell.step"] * 2),
+    (lambda: rnnlab.build("clockwork_rnn", 5, 8, num_modules=2), ["cell.step"]),
+    (lambda: rnnlab.Stacked([rnnlab.Recurrent(LSTMCell(5, 6)),
+                             rnnlab.Recurrent(LSTMCell(6, 6))]), ["lstm-fused"] * 2),
+], ids=["lstm", "lstm-proj", "lstm-ln-peep", "rnn-relu", "gru", "clockwork", "stacked"])
+def test_stepper_equals_whole_sequence_forward(make, kinds):
+    from rnnlab.kernels.step import Stepper
+
+    torch.manual_seed(0)
+    core = _perturbed(make().eval())
+    x = torch.randn(7, 2, 5)
+    with torch.no_grad():
+        ref_out, ref_state = core(x)
+    stepper = Stepper(core)
+    assert stepper.kinds == kinds                       # the fused path is the one used
+    state, outs = None, []
+    for t in range(7):
+        out, state = stepper(x[t], state)
+        outs.append(out)
+    torch.testing.assert_close(torch.stack(outs), ref_out)
+    for a, b in zip(rnnlab.layers.map_state(lambda t: [t], state) and _flat(state),
+                    _flat(ref_state)):
+        torch.testing.assert_close(a, b)
+
+
+def _flat(state):
+    if isinstance(state, torch.Tensor):
+        return [state]
+    return [t for s in state for t in _flat(s)]
+
+
+def test_stepper_bare_cell_and_bidirectional_refused():
+    from rnnlab.kernels.step import Stepper
+
+    cell = LSTMCell(3, 4)
+    x = torch.randn(2, 3)
+    out, st = Stepper(cell)(x)
+    ref, ref_st = cell(x)
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(st.c, ref_st.c)
+    with pytest.raises(ValueError, match="unidirectional"):
+        Stepper(rnnlab.LSTM(3, 4, bidirectional=True))
+
+
+def test_bench_command_runs_tiny(tmp_path):
+    from rnnlab.cli import main
+
+    rc = main(["bench", "speed", "--arch", "lstm_cifg", "--arch", "gru", "--hidden", "8",
+               "--seq", "4", "--batch", "2", "--reps", "1", "--loop-reps", "1",
+               "--cases", "default", "--no-memory", "--out", str(tmp_path)])
+    assert rc == 0
+    result = __import__("json").loads((tmp_path / "speed.json").read_text())
+    assert [c["arch"] for c in result["cases"]] == ["lstm_cifg", "gru"]
+    assert result["cases"][0]["flop_ratio"] == pytest.approx(0.75, rel=0.05)
+    assert "| lstm_cifg |" in (tmp_path / "speed.md").read_text()
+
+
+@pytest.mark.parametrize("cell", [LSTMCell(16, 64, layer_norm=True, peephole=True),
+                                  LSTMCell(16, 80, coupled=True), GRUCell(16, 80)],
+                         ids=["lstm-ln-peep", "lstm-cifg", "gru"])
+def test_packed_onednn_gemm_path_float32(cell):
+    """Weights big enough for the oneDNN packed per-step GEMM (float32, CPU)."""
+    if not torch.backends.mkldnn.is_available():
+        pytest.skip("no oneDNN in this torch build")
+    before = STATS["packed_gemm"]
+    _compare(_perturbed(cell), torch.float32, [9, 4, 9], False, F=16, T=9, B=3)
+    assert STATS["packed_gemm"] >= before + 2                # forward and backward GEMMs

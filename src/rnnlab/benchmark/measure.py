@@ -103,7 +103,8 @@ def gemm_flops(module: nn.Module, x: Tensor) -> int:
     """Matrix-multiply FLOPs of one forward pass (elementwise work not counted), counted
     on rnnlab's own path, so work a kernel skips (Clockwork's idle modules) is not counted.
     """
-    mapping = {torch.ops.aten.addmm_: _addmm_flop}
+    mapping = {torch.ops.aten.addmm_: _addmm_flop,
+               torch.ops.mkldnn._linear_pointwise: _linear_flop}
     counter = FlopCounterMode(display=False, custom_mapping=mapping)
     with torch.no_grad(), no_torch_fused(module), counter:
         module(x)
@@ -112,6 +113,14 @@ def gemm_flops(module: nn.Module, x: Tensor) -> int:
 
 def _addmm_flop(self_shape, a_shape, b_shape, out_shape=None, **kwargs) -> int:
     return 2 * a_shape[0] * a_shape[1] * b_shape[1]
+
+
+def _linear_flop(x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
+    """oneDNN's linear (the kernels' per-step GEMM): 2 · rows · K · N."""
+    rows = 1
+    for d in x_shape[:-1]:
+        rows *= d
+    return 2 * rows * x_shape[-1] * out_shape[-1]
 
 
 def lstm_flops(shape: Shape) -> int:

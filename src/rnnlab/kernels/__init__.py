@@ -61,16 +61,18 @@ class RecurrentGemm:
 
     enabled = True
 
-    def __init__(self, w, batch: int) -> None:
+    def __init__(self, w, batch: int, steps: int = 100) -> None:
         import torch
 
         # the thread policy only concerns CPU work (n = 1 switches it off)
         self.torch, self.n = torch, torch.get_num_threads() if w.device.type == "cpu" else 1
         self.w_t, self.packed = w.t(), None
+        # the reorder costs about one GEMM's time: worth it for many steps of a big weight
         if (self.enabled and w.device.type == "cpu" and w.dtype == torch.float32
-                and torch.backends.mkldnn.is_available()):
+                and steps >= 8 and w.numel() >= 2**14 and torch.backends.mkldnn.is_available()):
             try:
                 self.packed = torch.ops.mkldnn._reorder_linear_weight(w.detach(), batch)
+                STATS["packed_gemm"] += 1
             except (RuntimeError, AttributeError):
                 self.packed = None
 

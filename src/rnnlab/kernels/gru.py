@@ -53,7 +53,7 @@ def forward_pass(full: int, x: Tensor, h0: Tensor, mask, w_ih, w_hh, b_ih, b_hh)
     A = a_all.view(T, B, 3 * H)
     out, HN = x.new_empty(T, B, H), x.new_empty(T, B, H)
     Hc = x.new_empty(T, B, H) if mask is not None else out
-    with RecurrentGemm(w_hh, B) as rec:
+    with RecurrentGemm(w_hh, B, T) as rec:
         h = _forward_loop(full, A, HN, out, Hc, h0, mask, b_hn, rec)
     return out, h, A, HN, Hc
 
@@ -86,7 +86,7 @@ def backward_pass(full: int, x, h0, mask, w_ih, w_hh, b_ih, A, HN, Hc, gout, gh,
     T, B, F = x.shape
     H = h0.shape[1]
     DA, DHN = torch.empty_like(A), torch.empty_like(HN)    # forward buffers stay intact
-    with RecurrentGemm(w_hh.t(), B) as back:
+    with RecurrentGemm(w_hh.t(), B, T) as back:
         gh = _backward_loop(full, A, HN, Hc, DA, DHN, h0, mask, gout, gh, back)
     return _weight_grads(x, h0, w_ih, b_ih, DA, DHN, Hc, gh, need_dx)
 

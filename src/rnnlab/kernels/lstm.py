@@ -104,8 +104,8 @@ def forward_pass(spec: Spec, x: Tensor, h0: Tensor, c0: Tensor, mask, p: Params)
     M = x.new_empty(T, B, H) if p.w_hr is not None else out             # o ⊙ tanh(c)
     if spec.layer_norm:
         s["cmu"], s["crs"] = x.new_empty(T, B, 1), x.new_empty(T, B, 1)
-    with RecurrentGemm(p.w_hh, B) as rec:                              # h -> h W_hhᵀ
-        proj = RecurrentGemm(p.w_hr, B) if p.w_hr is not None else None
+    with RecurrentGemm(p.w_hh, B, T) as rec:                           # h -> h W_hhᵀ
+        proj = RecurrentGemm(p.w_hr, B, T) if p.w_hr is not None else None
         h, c = _forward_loop(spec, A, C, out, Hc, M, h0, c0, mask, p, s, rec, proj)
     s.update(A=A, C=C, Hc=Hc, M=M)
     return out, h, c, s
@@ -170,8 +170,8 @@ def backward_pass(spec: Spec, x: Tensor, h0: Tensor, c0: Tensor, mask, p: Params
         s["dhh"] = torch.empty_like(s["hh"])
     acc = {k: torch.zeros_like(getattr(p, k)) for k in ("peep", "g_c", "b_c", "g_hh")
            if getattr(p, k) is not None}
-    with RecurrentGemm(p.w_hh.t(), B) as back:                         # dA -> dA W_hh
-        proj = RecurrentGemm(p.w_hr.t(), B) if DH is not None else None
+    with RecurrentGemm(p.w_hh.t(), B, T) as back:                      # dA -> dA W_hh
+        proj = RecurrentGemm(p.w_hr.t(), B, T) if DH is not None else None
         gh, gc = _backward_loop(spec, A, C, c0, mask, p, s, DH, acc, gout, gh, gc, back,
                                 proj)
     return _weight_grads(spec, x, h0, p, s, DH, acc, gh, gc, need_dx)
