@@ -236,3 +236,36 @@ def test_packed_onednn_gemm_path_float32(cell):
     before = STATS["packed_gemm"]
     _compare(_perturbed(cell), torch.float32, [9, 4, 9], False, F=16, T=9, B=3)
     assert STATS["packed_gemm"] >= before + 2                # forward and backward GEMMs
+
+
+# -- Depth-Gated LSTM (rnnlab.kernels.depth_gated on the LSTM kernel) -----------------------
+
+@pytest.mark.parametrize("opts", [{}, {"peephole": True, "coupled": True},
+                                  {"depth_gate": False}, {"bias": False}],
+                         ids=["plain", "peep-cifg", "no-gate", "no-bias"])
+@pytest.mark.parametrize("lengths", [None, [5, 3, 2]], ids=["full", "lengths"])
+def test_depth_gated_kernel_equals_step_loop(opts, lengths, monkeypatch):
+    from rnnlab.cells.depth_gated import DepthGatedLSTMCell
+    from rnnlab.kernels import depth_gated
+
+    if DepthGatedLSTMCell.run_sequence is None:          # until the cell hooks the kernel
+        monkeypatch.setattr(DepthGatedLSTMCell, "run_sequence", depth_gated.run_sequence)
+    torch.manual_seed(0)
+    model = _perturbed(rnnlab.build("depth_gated_lstm", 4, 6, num_layers=3, **opts).double())
+    x = torch.randn(5, 3, 4, dtype=torch.float64, requires_grad=True)
+    lengths = None if lengths is None else torch.tensor(lengths)
+
+    def run(kernels: bool):
+        with use_kernels(kernels):
+            out, state = model(x, lengths=lengths)
+        flat = [t for s in state for t in s]
+        g = torch.Generator().manual_seed(1)
+        loss = (out * torch.randn(out.shape, generator=g, dtype=out.dtype)).sum()
+        loss = loss + sum((t * (k + 1.3)).sum() for k, t in enumerate(flat))
+        return [out, *flat, *torch.autograd.grad(loss, [x, *model.parameters()])]
+
+    before = STATS["depth_gated"]
+    fast = run(True)
+    assert STATS["depth_gated"] == before + 3                  # every layer took the kernel
+    for a, b in zip(fast, run(False)):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)

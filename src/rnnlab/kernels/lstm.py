@@ -32,10 +32,12 @@ class Spec:
     peephole: bool
     layer_norm: bool
     full: int              # leading steps where no row is masked
+    depth: bool = False    # Depth-Gated LSTM's extra cell input d ⊙ l (kernels.depth_gated)
+    emit_cell: bool = False  # also return every step's cell (T, B, H)
 
 
 class Params(NamedTuple):
-    w_ih: Tensor
+    w_ih: Optional[Tensor]     # None: x is already the projected input (T, B, GH)
     w_hh: Tensor
     b_ih: Optional[Tensor]
     b_hh: Optional[Tensor]
@@ -45,6 +47,9 @@ class Params(NamedTuple):
     g_hh: Optional[Tensor]
     g_c: Optional[Tensor]
     b_c: Optional[Tensor]
+    d_in: Optional[Tensor] = None    # depth gate: (T, B, H) input part of its pre-activation
+    low: Optional[Tensor] = None     # depth gate: (T, B, H) lower cell l_t
+    w_cd: Optional[Tensor] = None    # depth gate: (H,) diagonal weight on c_{t-1}
 
 
 def cell_params(cell) -> Params:
@@ -85,11 +90,13 @@ def _ln(x: Tensor, w: Tensor, b: Optional[Tensor]):
 def forward_pass(spec: Spec, x: Tensor, h0: Tensor, c0: Tensor, mask, p: Params):
     """Returns out, final h, final c and the dict of tensors the backward needs."""
     T, B, F = x.shape
-    GH, H, P = p.w_ih.shape[0], c0.shape[1], h0.shape[1]
-    bias = None if p.b_ih is None else p.b_ih + p.b_hh
+    GH, H, P = p.w_hh.shape[0], c0.shape[1], h0.shape[1]
+    bias = _bias(p)
     x2 = x.reshape(T * B, F)
-    s: dict = {}
-    if spec.layer_norm:
+    s: dict = {"Dg": x.new_empty(T, B, H)} if spec.depth else {}
+    if p.w_ih is None:                                                  # pre-projected
+        a_all = x2 + bias if bias is not None else x2.clone()
+    elif spec.layer_norm:
         s["xraw"] = x2 @ p.w_ih.t()                                     # (TB, GH)
         a_all, s["xmu"], s["xrs"] = _ln(s["xraw"], p.g_ih, bias)
         s["hh"] = x.new_empty(T, B, GH)
@@ -121,7 +128,7 @@ def _forward_loop(spec: Spec, A, C, out, Hc, M, h, c, mask, p: Params, s: dict, 
             a.add_(y)
         else:
             a.add_(rec(h))
-        c_new = _cell_forward(spec, a, c, C[t], H, p.peep)
+        c_new = _cell_forward(spec, a, c, C[t], H, p, s, t)
         cn = c_new
         if spec.layer_norm:
             cn, s["cmu"][t], s["crs"][t] = _ln(c_new, p.g_c, p.b_c)
@@ -139,8 +146,17 @@ def _forward_loop(spec: Spec, A, C, out, Hc, M, h, c, mask, p: Params, s: dict, 
     return h, c
 
 
-def _cell_forward(spec: Spec, a: Tensor, c: Tensor, c_out: Tensor, H: int, peep):
+def _bias(p: Params) -> Optional[Tensor]:
+    """b_ih + b_hh, either of which may be absent."""
+    if p.b_ih is None or p.b_hh is None:
+        return p.b_hh if p.b_ih is None else p.b_ih
+    return p.b_ih + p.b_hh
+
+
+def _cell_forward(spec: Spec, a: Tensor, c: Tensor, c_out: Tensor, H: int, p: Params,
+                  s: dict, t: int):
     """Gate math in place on a (B, GH): afterwards a holds i, f, g, o; returns c'."""
+    peep = p.peep
     i, f, g, o = _gates(a, H, spec.coupled)
     if spec.peephole:
         f.addcmul_(peep[-2], c)
@@ -152,6 +168,9 @@ def _cell_forward(spec: Spec, a: Tensor, c: Tensor, c_out: Tensor, H: int, peep)
         torch.sub(c, g, out=c_out).mul_(f).add_(g)
     else:
         torch.mul(f, c, out=c_out).addcmul_(i, g)
+    if spec.depth:                                                      # + d ⊙ l
+        d = torch.addcmul(p.d_in[t], p.w_cd, c, out=s["Dg"][t]).sigmoid_()
+        c_out.addcmul_(d, p.low[t])
     if spec.peephole:
         o.addcmul_(peep[-1], c_out)
     o.sigmoid_()
@@ -159,17 +178,21 @@ def _cell_forward(spec: Spec, a: Tensor, c: Tensor, c_out: Tensor, H: int, peep)
 
 
 def backward_pass(spec: Spec, x: Tensor, h0: Tensor, c0: Tensor, mask, p: Params, s: dict,
-                  gout, gh: Tensor, gc: Tensor, need_dx: bool):
-    """Gradients of every forward_pass input, in ``LSTMSequence.forward``'s order."""
+                  gout, gh: Tensor, gc: Tensor, need_dx: bool, gC=None):
+    """Gradients of every forward_pass input, in ``LSTMSequence.forward``'s order.
+    gC: gradient of the emitted cells (T, B, H) when spec.emit_cell."""
     A, C, Hc, M = s["A"], s["C"], s["Hc"], s["M"]
     T, B, F = x.shape
-    GH, H, P = p.w_ih.shape[0], c0.shape[1], h0.shape[1]
+    GH, H, P = p.w_hh.shape[0], c0.shape[1], h0.shape[1]
     DH = x.new_empty(T, B, P) if p.w_hr is not None else None
     s = dict(s, dA=torch.empty_like(A))          # the forward's buffers stay intact, so
     if spec.layer_norm:                          # backward(retain_graph=True) can rerun
         s["dhh"] = torch.empty_like(s["hh"])
-    acc = {k: torch.zeros_like(getattr(p, k)) for k in ("peep", "g_c", "b_c", "g_hh")
+    if spec.depth:
+        s["dD"], s["dL"] = torch.empty_like(s["Dg"]), torch.empty_like(s["Dg"])
+    acc = {k: torch.zeros_like(getattr(p, k)) for k in ("peep", "g_c", "b_c", "g_hh", "w_cd")
            if getattr(p, k) is not None}
+    s["gC"] = gC
     with RecurrentGemm(p.w_hh.t(), B, T) as back:                      # dA -> dA W_hh
         proj = RecurrentGemm(p.w_hr.t(), B, T) if DH is not None else None
         gh, gc = _backward_loop(spec, A, C, c0, mask, p, s, DH, acc, gout, gh, gc, back,
@@ -183,10 +206,10 @@ def _backward_loop(spec: Spec, A, C, c0, mask, p: Params, s: dict, DH, acc: dict
     for t in range(T - 1, -1, -1):
         masked = mask is not None and t >= spec.full
         ghp = gh if gout is None else gout[t] + gh
-        gcp = gc
+        gcp = gc if s["gC"] is None else s["gC"][t] + gc
         if masked:
             m = mask[t]
-            ghp, gcp, pass_h, pass_c = ghp * m, gc * m, gh - gh * m, gc - gc * m
+            ghp, gcp, pass_h, pass_c = ghp * m, gcp * m, gh - gh * m, gc - gc * m
         if DH is not None:
             DH[t] = ghp
             ghp = proj(ghp)                                              # (B, H)
@@ -238,6 +261,12 @@ def _cell_backward(spec: Spec, a: Tensor, da: Tensor, c_new: Tensor, c_prev: Ten
         daf = dc * c_prev * dsig_f
         dag = dc * i * (1 - g * g)
     dc_prev = dc * f
+    if spec.depth:                                      # c' += d ⊙ l, d = σ(... + w_cd ⊙ c)
+        d, low = s["Dg"][t], p.low[t]
+        torch.mul(dc, d, out=s["dL"][t])
+        dad = torch.mul(dc, low, out=s["dD"][t]).mul_(d * (1 - d))
+        dc_prev.addcmul_(dad, p.w_cd)
+        acc["w_cd"] += (dad * c_prev).sum(0)
     if spec.peephole:
         dc_prev.addcmul_(daf, p.peep[-2])
         acc["peep"][-2] += (daf * c_prev).sum(0)
@@ -264,23 +293,29 @@ def _weight_grads(spec: Spec, x: Tensor, h0: Tensor, p: Params, s: dict, DH, acc
     if T > 1:
         dw_hh.addmm_(dHH[1:].reshape(-1, GH).t(), Hc[:-1].reshape(-1, P))
     dA = A.view(T * B, GH)
-    db = dA.sum(0) if p.b_ih is not None else None
+    db = dA.sum(0) if (p.b_ih is not None or p.b_hh is not None) else None
     dg_ih = None
     if spec.layer_norm:
         dA, dg_ih, _ = torch.ops.aten.native_layer_norm_backward(
             dA, s["xraw"], (GH,), s["xmu"], s["xrs"], p.g_ih, None, [True, True, False])
-    x2 = x.reshape(T * B, F)
-    dw_ih = dA.t() @ x2
-    dx = (dA @ p.w_ih).view(T, B, F) if need_dx else None
+    if p.w_ih is None:                                     # x was the projected input
+        dw_ih, dx = None, A
+    else:
+        dw_ih = dA.t() @ x.reshape(T * B, F)
+        dx = (dA @ p.w_ih).view(T, B, F) if need_dx else None
     dw_hr = None
     if DH is not None:
         dw_hr = DH.view(-1, P).t() @ M.view(-1, M.shape[2])
-    return (dx, dh0, dc0, dw_ih, dw_hh, db, None if db is None else db.clone(), dw_hr,
-            acc.get("peep"), dg_ih, acc.get("g_hh"), acc.get("g_c"), acc.get("b_c"))
+    db_ih = db if p.b_ih is not None else None
+    db_hh = None if p.b_hh is None else (db.clone() if db_ih is not None else db)
+    return (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr, acc.get("peep"), dg_ih,
+            acc.get("g_hh"), acc.get("g_c"), acc.get("b_c"), s.get("dD"), s.get("dL"),
+            acc.get("w_cd"))
 
 
 class LSTMSequence(torch.autograd.Function):
-    """apply(spec, x, h0, c0, mask, *Params) -> (out, h_T, c_T)."""
+    """apply(spec, x, h0, c0, mask, *Params) -> (out, h_T, c_T), and every step's cell
+    (T, B, H) as a fourth output when spec.emit_cell."""
 
     @staticmethod
     def forward(ctx, spec, x, h0, c0, mask, *params):
@@ -291,11 +326,14 @@ class LSTMSequence(torch.autograd.Function):
         s.pop("M" if ctx.shared[1] else "", None)
         ctx.s = s
         ctx.save_for_backward(x, h0, c0, mask, out, *params)
+        if spec.emit_cell:
+            cells = s["C"] * mask if mask is not None else s["C"].clone()
+            return out, h.clone(), c.clone(), cells
         return out, h.clone(), c.clone()
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, gout, gh, gc):
+    def backward(ctx, gout, gh, gc, *g_cells):
         x, h0, c0, mask, out, *params = ctx.saved_tensors
         s = dict(ctx.s)
         s["Hc"] = out if ctx.shared[0] else s["Hc"]
@@ -303,5 +341,5 @@ class LSTMSequence(torch.autograd.Function):
         gh = torch.zeros_like(h0) if gh is None else gh
         gc = torch.zeros_like(c0) if gc is None else gc
         grads = backward_pass(ctx.spec, x, h0, c0, mask, Params(*params), s, gout, gh, gc,
-                              ctx.needs_input_grad[1])
-        return (None, grads[0], grads[1], grads[2], None, *grads[3:])
+                              ctx.needs_input_grad[1], g_cells[0] if g_cells else None)
+        return (None, *grads[:3], None, *grads[3:3 + len(params)])

@@ -1,0 +1,48 @@
+"""Whole-sequence kernel for ``rnnlab.cells.depth_gated.DepthGatedLSTMCell`` (Yao et al.
+2015, "Depth-Gated LSTM"), built on the LSTM kernel (``kernels.lstm``).
+
+The depth gate only adds input-side terms and one diagonal recurrent term to an LSTM:
+
+    d_t = σ(D_t + w_cd ⊙ c_{t-1}),   D_t = b_d + W_xd x_t + w_ld ⊙ l_t   (input side)
+    c_t = f ⊙ c_{t-1} + i ⊙ g + d_t ⊙ l_t
+
+so the cell's own ``project_input`` (one GEMM for all steps, under autograd) gives the gate
+inputs, D and l, and the LSTM kernel runs the recurrence with the extra term, its
+hand-derived backward returning dD and dl (autograd carries them to W_xd, w_ld and the
+lower layer). A non-top layer also emits every step's cell, [h_t; c_t].
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from . import STATS, kernels_enabled, same_method, step_mask
+from .lstm import LSTMSequence, Params, Spec
+
+
+def run_sequence(cell, x: Tensor, state, lengths=None):
+    """The Depth-Gated LSTM cell over x (T, B, F[+H]) from state; (out, LSTMState)."""
+    from ..cells.depth_gated import DepthGatedLSTMCell
+    from ..cells.lstm import LSTMState
+    from ..layers import _loop
+
+    if (not kernels_enabled() or cell.layer_norm or cell.proj_size
+            or not same_method(cell, DepthGatedLSTMCell, "step", "project_input",
+                               "activations")):
+        return _loop(cell, x, state, lengths)
+    STATS["depth_gated"] += 1
+    H = cell.hidden_size
+    GH = cell.gates * H
+    xp = cell.project_input(x)                                # (T, B, GH [+ H + H])
+    extra: tuple = ()
+    if cell.depth_gate:
+        low = xp[..., GH + H:GH + 2 * H]                      # (T, B, H) lower cell l_t
+        extra = (xp[..., GH:GH + H] + cell.weight_ld * low, low, cell.weight_cd)
+    mask, full = step_mask(lengths, x.shape[0], x)
+    spec = Spec(cell.coupled, cell.peephole, False, full, depth=cell.depth_gate,
+                emit_cell=cell.emit_cell)
+    params = Params(None, cell.weight_hh, None, cell.bias_hh, None,
+                    getattr(cell, "weight_peephole", None), None, None, None, None, *extra)
+    res = LSTMSequence.apply(spec, xp[..., :GH], state.h, state.c, mask, *params)
+    out = torch.cat([res[0], res[3]], -1) if cell.emit_cell else res[0]
+    return out, LSTMState(res[1], res[2])
