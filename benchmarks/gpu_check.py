@@ -29,10 +29,9 @@ from pathlib import Path
 import torch
 
 import rnnlab
-from rnnlab.benchmark.measure import Shape, median, no_torch_fused
+from rnnlab.benchmark.measure import Shape, median, no_torch_fused, step_contenders
 from rnnlab.experiments import machine_description
 from rnnlab.kernels import STATS
-from rnnlab.kernels.step import Stepper
 
 TORCH_TWIN = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}
 
@@ -158,22 +157,7 @@ def bench(name: str, shape: Shape, reps: int) -> dict:
 
 
 def bench_step(reps: int, tokens: int = 100) -> dict:
-    torch.manual_seed(0)
-    ref = torch.nn.LSTM(512, 512, 2).cuda()
-    front = rnnlab.LSTM(512, 512, 2).cuda()
-    front.load_state_dict(ref.state_dict())
-    stepper = Stepper(front)
-    xs = torch.randn(tokens, 1, 512).cuda()
-
-    def per_token(call):
-        def run():
-            s = None
-            with torch.no_grad():
-                for t in range(tokens):
-                    _, s = call(xs[t], s)
-        return run
-    fns = {"torch.nn.LSTM": per_token(lambda x, s: ref(x[None], s)),
-           "Stepper": per_token(stepper)}
+    fns, _ = step_contenders(512, 2, tokens, device="cuda")
     for f in fns.values():
         f()
     samples = {k: [timed(f) / tokens for _ in range(reps)] for k, f in fns.items()}

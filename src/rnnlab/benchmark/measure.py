@@ -165,3 +165,29 @@ def train_fn(module: nn.Module, x: Tensor, loop: bool = False) -> Callable[[], N
             out.sum().backward()
     return run
 
+
+def step_contenders(hidden: int, layers: int, tokens: int, device: str = "cpu"):
+    """Per-token inference through a stacked LSTM core at batch 1, state carried: torch.nn
+    .LSTM called once per token, rnnlab.LSTM likewise, and rnnlab's Stepper. Returns
+    (name -> callable running ``tokens`` tokens, the torch module)."""
+    from ..fronts import LSTM
+    from ..kernels.step import Stepper
+
+    torch.manual_seed(0)
+    ref = nn.LSTM(hidden, hidden, layers).to(device)
+    front = LSTM(hidden, hidden, layers).to(device)
+    front.load_state_dict(ref.state_dict())
+    stepper = Stepper(front)
+    xs = torch.randn(tokens, 1, hidden, device=device)
+
+    def per_token(call):
+        def run():
+            state = None
+            with torch.no_grad():
+                for t in range(tokens):
+                    _, state = call(xs[t], state)
+        return run
+    fns = {"torch.nn.LSTM": per_token(lambda x, s: ref(x[None], s)),
+           "rnnlab.LSTM": per_token(lambda x, s: front(x[None], s)),
+           "Stepper": per_token(stepper)}
+    return fns, ref

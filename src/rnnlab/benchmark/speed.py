@@ -18,12 +18,10 @@ from pathlib import Path
 import torch
 
 from .. import available
-from ..kernels.step import Stepper
 from ..experiments import atomic_write_text, machine_description
-from ..fronts import LSTM
 from ..progress import Progress
 from .measure import (OWN_REF, Shape, forward_fn, gemm_flops, interleaved, lstm_flops,
-                      make_arch, make_torch, median, no_torch_fused, train_fn)
+                      make_arch, make_torch, median, step_contenders, train_fn)
 from .memory import peak_training_memory
 from .report import bars, render  # noqa: F401 (render re-exported)
 
@@ -99,23 +97,7 @@ def bench_step(hidden: int = 512, layers: int = 2, tokens: int = 100, reps: int 
     """Per-token time of a stacked LSTM core at batch 1: torch.nn.LSTM called once per
     token, rnnlab.LSTM called once per token, and rnnlab's Stepper; against the time to
     read the weights once at the measured bandwidth."""
-    torch.manual_seed(0)
-    ref = torch.nn.LSTM(hidden, hidden, layers)
-    front = LSTM(hidden, hidden, layers)
-    front.load_state_dict(ref.state_dict())
-    stepper = Stepper(front)
-    xs = torch.randn(tokens, 1, hidden)
-
-    def per_token(call):
-        def run():
-            state = None
-            with torch.no_grad():
-                for t in range(tokens):
-                    _, state = call(xs[t], state)
-        return run
-    fns = {"torch.nn.LSTM": per_token(lambda x, s: ref(x[None], s)),
-           "rnnlab.LSTM": per_token(lambda x, s: front(x[None], s)),
-           "Stepper": per_token(stepper)}
+    fns, ref = step_contenders(hidden, layers, tokens)
     samples = interleaved(fns, reps)
     per = {k: median(v) / tokens for k, v in samples.items()}
     weight_bytes = sum(p.numel() * p.element_size() for p in ref.parameters())
