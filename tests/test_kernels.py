@@ -269,3 +269,13 @@ def test_depth_gated_kernel_equals_step_loop(opts, lengths, monkeypatch):
     assert STATS["depth_gated"] == before + 3                  # every layer took the kernel
     for a, b in zip(fast, run(False)):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("cell", [LSTMCell(3, 4, peephole=True), GRUCell(3, 4)],
+                         ids=["lstm", "gru"])
+def test_empty_sequence_keeps_state(cell):
+    state = type(cell.init_state(2))(*(torch.randn_like(s) for s in cell.init_state(2)))
+    out, final = run_cell(cell, torch.randn(0, 2, 3), state)
+    assert out.shape == (0, 2, 4)
+    for a, b in zip(final, state):
+        torch.testing.assert_close(a, b)

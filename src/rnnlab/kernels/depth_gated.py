@@ -26,7 +26,7 @@ def run_sequence(cell, x: Tensor, state, lengths=None):
     from ..cells.lstm import LSTMState
     from ..layers import _loop
 
-    if (not kernels_enabled() or cell.layer_norm or cell.proj_size
+    if (0 in x.shape[:2] or not kernels_enabled() or cell.layer_norm or cell.proj_size
             or not same_method(cell, DepthGatedLSTMCell, "step", "project_input",
                                "activations")):
         return _loop(cell, x, state, lengths)

@@ -28,8 +28,8 @@ def run_sequence(cell, x: Tensor, state, lengths=None):
     from ..cells.gru import GRUCell, GRUState
     from ..layers import _loop
 
-    if not kernels_enabled() or not same_method(cell, GRUCell, "step", "project_input",
-                                                "gate_activations"):
+    if 0 in x.shape[:2] or not kernels_enabled() or not same_method(
+            cell, GRUCell, "step", "project_input", "gate_activations"):
         return _loop(cell, x, state, lengths)
     STATS["gru"] += 1
     mask, full = step_mask(lengths, x.shape[0], x)

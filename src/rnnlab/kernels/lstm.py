@@ -65,7 +65,7 @@ def run_sequence(cell, x: Tensor, state, lengths=None):
     from ..cells.lstm import LSTMCell, LSTMState
     from ..layers import _loop
 
-    if not kernels_enabled() or not same_method(
+    if 0 in x.shape[:2] or not kernels_enabled() or not same_method(
             cell, LSTMCell, "step", "project_input", "preactivation", "cell_update",
             "gate_activations", "normalise_cell"):
         return _loop(cell, x, state, lengths)
