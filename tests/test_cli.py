@@ -77,6 +77,11 @@ def test_demo_runs_end_to_end_on_a_tiny_budget(tmp_path, capsys, monkeypatch):
     assert set(result["results"]["lstm"]["accuracy"]["language"]) == {"5", "10", "20", "40",
                                                                       "80"}
     assert (tmp_path / "demo" / "next_word.png").stat().st_size > 1000
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--steps", "3", "--budget", "0",
+                 "--archs", "rnn,lstm", "--resume"]) == 0      # reuses the finished runs
+    again = json.loads((tmp_path / "demo" / "next_word.json").read_text())
+    assert again["results"]["lstm"]["accuracy"] == result["results"]["lstm"]["accuracy"]
+    assert again["results"]["lstm"]["steps"] == 3
 
 
 @pytest.mark.slow

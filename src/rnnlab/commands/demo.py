@@ -30,6 +30,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--archs", help="comma-separated architectures (default: rnn, lstm, "
                         "gru, then every other registered one)")
     parser.add_argument("--seed", type=int, default=d.seed, help="corpus and model seed")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue or reuse the runs already in OUT/runs (after Ctrl-C)")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch CPU threads (default: torch's)")
 
@@ -37,7 +39,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     cfg = dataclasses.replace(
         next_word.PRESETS["demo"], steps=args.steps, budget=args.budget, seed=args.seed,
-        threads=args.threads,
+        threads=args.threads, resume=args.resume,
         archs=tuple(a.strip() for a in args.archs.split(",")) if args.archs else ())
     if args.threads:
         torch.set_num_threads(args.threads)

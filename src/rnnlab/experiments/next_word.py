@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -54,6 +55,7 @@ class Config:
     probes: int = 120                 # per kind and gap
     seed: int = 0
     threads: int = 0                  # 0: leave torch's setting
+    resume: bool = False              # continue (or reuse) runs already in OUT/runs
 
 
 PRESETS = {
@@ -106,18 +108,22 @@ def run(cfg: Config, out_dir: Path) -> dict:
     out_dir = Path(out_dir)
     probes = make_probes(CorpusConfig(seed=cfg.seed, eval_gaps=cfg.eval_gaps,
                                       probes_per_gap=cfg.probes), seed=cfg.seed + 1_000_003)
-    results, skipped, t0 = {}, [], time.time()
+    results, failed, skipped, t0 = {}, {}, [], time.time()
+    result = {"config": asdict(cfg), "results": results, "failed": failed,
+              "skipped": skipped, "machine": machine_description(),
+              "chance": {"language": 1 / len(COUNTRIES), "colour": 1 / len(OBJECTS)}}
     for arch in arch_order(cfg):
         left = cfg.budget - (time.time() - t0)
         if arch not in CORE and left < MIN_SECONDS:
             skipped.append(arch)
             continue
         cap = None if arch in CORE else left
-        results[arch] = train_one(cfg, arch, out_dir / "runs" / arch, probes, cap)
-    result = {"config": asdict(cfg), "results": results, "skipped": skipped,
-              "machine": machine_description(), "chance": {"language": 1 / len(COUNTRIES),
-                                                          "colour": 1 / len(OBJECTS)}}
-    write_outputs(out_dir, NAME, result, table_markdown(result))
+        try:
+            results[arch] = train_one(cfg, arch, out_dir / "runs" / arch, probes, cap)
+        except Exception as e:                       # one broken architecture: say so, go on
+            failed[arch] = f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"
+            print(f"{arch} failed: {failed[arch]}", file=sys.stderr)
+        write_outputs(out_dir, NAME, result, table_markdown(result))   # after every model
     plot(result, out_dir / f"{NAME}.png")
     return result
 
@@ -125,9 +131,10 @@ def run(cfg: Config, out_dir: Path) -> dict:
 def train_one(cfg: Config, arch: str, run_dir: Path, probes: list[Probe],
               max_time: float | None = None) -> dict:
     t0 = time.time()
-    if (run_dir / "config.json").exists():            # a previous demo's run: replace it
+    resume = cfg.resume and (run_dir / "last.json").exists()
+    if not resume and (run_dir / "config.json").exists():   # a previous demo's run: replace
         shutil.rmtree(run_dir)
-    trainer = Trainer(train_config(cfg, arch, max_time), run_dir)
+    trainer = Trainer(train_config(cfg, arch, max_time), run_dir, resume=resume)
     final = trainer.run()
     if final["interrupted"]:                          # Ctrl-C: saved; stop the whole demo
         raise KeyboardInterrupt
@@ -170,6 +177,8 @@ def table_markdown(result: dict) -> str:
               f"{cfg['probes']} probes per gap and kind, seed {cfg['seed']}."]
     lines.append(f"rnn, lstm and gru always train all steps; the others share what is left "
                  f"of the {cfg['budget']:.0f} s budget (fewer steps where it ran out).")
+    for arch, err in result.get("failed", {}).items():
+        lines.append(f"Failed: {arch} ({err}).")
     if result["skipped"]:
         lines.append(f"Skipped, budget spent: {', '.join(result['skipped'])}.")
     lines.append(f"Machine: {result['machine']}.")
