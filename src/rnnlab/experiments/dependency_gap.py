@@ -38,11 +38,11 @@ class Config:
     seeds: tuple[int, ...] = (0, 1, 2)
     budget: int = 40_000                   # parameters of recurrent core + output layer
     embedding: int = 32
-    steps: int = 500                       # training steps per run (equal for all) ...
-    max_seconds: float = 90.0              # ... or fewer, when a run reaches this time
-    batch: int = 16
+    steps: int = 1500                      # training steps per run (equal for all) ...
+    max_seconds: float = 600.0             # ... or fewer, when a run reaches this time
+    batch: int = 32
     bptt: int = 100
-    lr: float = 1e-2
+    lr: float = 5e-3
     corpus_tokens: int = 200_000
     max_gap: int = 300                     # longest training gap
     eval_gaps: tuple[int, ...] = (5, 10, 20, 40, 80, 160, 320)
