@@ -46,9 +46,11 @@ OWN_REF: dict[str, tuple[str, Callable[[int, int], nn.Module]]] = {
 def interleaved(fns: dict[str, Callable[[], object]], reps: int,
                 rounds: dict[str, int] | None = None) -> dict[str, list[float]]:
     """Seconds per call of every fn, ``reps`` rounds (``rounds[name]`` caps a slow one),
-    one warm-up call each first."""
-    for fn in fns.values():
-        fn()
+    one warm-up call first for each fn that is not capped (a capped one is the plain
+    Python loop, which has nothing to warm up)."""
+    for name, fn in fns.items():
+        if not rounds or name not in rounds:
+            fn()
     names = list(fns)
     samples: dict[str, list[float]] = {k: [] for k in names}
     for r in range(reps):

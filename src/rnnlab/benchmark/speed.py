@@ -73,11 +73,21 @@ def bench_arch(name: str, shape: Shape, reps: int, loop_reps: int, memory: bool,
         res["loop_speedup"] = med["loop/fb"] / med["ours/fb"]
     if memory and with_lstm:
         mine = peak_training_memory(name, shape, options)
-        theirs = peak_training_memory("torch.nn.LSTM", shape)
+        theirs = _torch_lstm_memory(shape)
         res["memory"] = {"ours": mine, "torch.nn.LSTM": theirs}
         if "peak_delta_bytes" in mine and theirs.get("peak_delta_bytes"):
             res["memory_vs_lstm"] = mine["peak_delta_bytes"] / theirs["peak_delta_bytes"]
     return res
+
+
+_MEMORY_CACHE: dict = {}
+
+
+def _torch_lstm_memory(shape: Shape) -> dict:
+    """torch.nn.LSTM's peak training memory, measured once per shape."""
+    if shape not in _MEMORY_CACHE:
+        _MEMORY_CACHE[shape] = peak_training_memory("torch.nn.LSTM", shape)
+    return _MEMORY_CACHE[shape]
 
 
 def read_bandwidth(mbytes: int = 256, reps: int = 5) -> float:
