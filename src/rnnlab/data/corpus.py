@@ -12,6 +12,8 @@ only the cue predicts (the seed's examples of what a next-word model must rememb
 
 Filler is random short sentences over a separate word list (no countries, languages or
 colours), so the only way to predict the target is to carry the cue across the gap.
+Training gaps are drawn log-uniformly (as many from 5-10 as from 40-80), so short
+dependencies are common enough for a model to discover them before it has to stretch.
 ``generate(config)`` returns the training text and evaluation probes (context, target,
 gap, kind) drawn with a different seed; every probe of a (kind, gap) has the same number
 of tokens, so they can be scored as one batch. All text is canonical word-level text:
