@@ -224,6 +224,12 @@ def test_bench_command_runs_tiny(tmp_path):
     assert [c["arch"] for c in result["cases"]] == ["lstm_cifg", "gru"]
     assert result["cases"][0]["flop_ratio"] == pytest.approx(0.75, rel=0.05)
     assert "| lstm_cifg |" in (tmp_path / "speed.md").read_text()
+    rc = main(["bench", "speed", "--arch", "rnn", "--hidden", "8", "--seq", "4", "--batch", "2",
+               "--reps", "1", "--loop-reps", "0", "--cases", "default", "--no-memory",
+               "--merge", "--out", str(tmp_path)])
+    merged = __import__("json").loads((tmp_path / "speed.json").read_text())
+    assert [c["arch"] for c in merged["cases"]] == ["lstm_cifg", "gru", "rnn"]
+    assert len(merged["runs"]) == 2
 
 
 @pytest.mark.parametrize("cell", [LSTMCell(16, 64, layer_norm=True, peephole=True),

@@ -1,8 +1,6 @@
 """The speed harness's verdicts against the issue's bars and its Markdown report."""
 from __future__ import annotations
 
-import time
-
 SCALED_BAR = ("lstm_peephole", "lstm_cifg", "lstm_ln", "grid_lstm", "depth_gated_lstm")
 
 
@@ -44,6 +42,39 @@ def bars(result: dict) -> list[dict]:
     return out
 
 
+# why a bar can be missed and what would close it, shown under the table for missed bars
+WHY = {
+    "rnnlab.LSTM fwd+bwd": "the plain configuration calls torch's own fused op, so any "
+    "distance from 1.0 is measurement noise on the shared machine.",
+    "rnnlab.GRU": "both sides are GEMM-bound (one input GEMM, one recurrent GEMM per step); "
+    "ours packs the recurrent weight for oneDNN and keeps the gate math in place on one "
+    "thread. Closing more needs the gate math fused into the GEMM (oneDNN post-ops or a C++ "
+    "extension), since each torch op is a separate pass.",
+    "lstm_ln": "layer normalisation adds a normalisation of the (B, 4H) recurrent "
+    "pre-activation and of the cell per step, forward and backward, which the GEMM FLOP "
+    "count does not include; a fused C++ step would close it.",
+    "grid_lstm": "Grid LSTM has no whole-sequence kernel yet: it runs its cells' Python loop "
+    "(two LSTM transforms per block and step), so it cannot beat the loop. A kernel would "
+    "follow kernels/lstm.py with two recurrent GEMMs per step (time and depth transforms).",
+    "depth_gated_lstm": "the Depth-Gated LSTM kernel (kernels/depth_gated.py) is used only "
+    "when the cell's run_sequence calls it; without that hook the loop runs.",
+    "clockwork_rnn": "Clockwork's active-modules kernel is rnnlab.cells.clockwork_kernel "
+    "(see its notes).",
+    "peak training memory": "the kernels keep the gate activations (T, B, GH), cells and "
+    "outputs for the backward, and the backward allocates the gate gradients once; layer "
+    "norm also keeps the raw projections for its backward.",
+    "incremental step": "at batch 1 a step reads every weight once; the bound is memory "
+    "bandwidth, and torch.nn.LSTM's per-call cost is oneDNN primitive setup.",
+}
+
+
+def why(bar: str) -> str:
+    for key, text in WHY.items():
+        if bar.startswith(key) or key in bar:
+            return text
+    return ""
+
+
 def _f(v, fmt="{:.2f}") -> str:
     return "–" if v is None else fmt.format(v)
 
@@ -80,8 +111,9 @@ def render(result: dict, brief: bool = False) -> str:
     if not brief:
         load0, load1 = result["loadavg_before"], result.get("loadavg_after", ("?",) * 3)
         lines += [
-            f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} with "
-            f"`{result['command']}` in {result.get('seconds', 0) / 60:.1f} min on: "
+            f"Measured {result.get('started_utc', 'at an unrecorded time')} with "
+            + " then ".join(f"`{r['command']}`" for r in result.get("runs", [result]))
+            + f" in {result.get('seconds', 0) / 60:.1f} min on: "
             f"{result['machine']}. Load average (1 min) before/after: "
             f"{load0[0]:.1f} / {load1[0]:.1f}"
             + (" — the machine was shared and loaded, so absolute times are noisy; the "
@@ -111,6 +143,11 @@ def render(result: dict, brief: bool = False) -> str:
     for b in result.get("bars", []):
         met = "–" if b["met"] is None else ("yes" if b["met"] else "**no**")
         lines.append(f"| {b['bar']} | {b['target']} | {_f(b['measured'])} | {met} |")
+    missed = [b for b in result.get("bars", []) if b["met"] is False]
+    if missed and not brief:
+        lines += ["", "Missed bars, by how much, and why:", ""]
+        lines += [f"- {b['bar']}: {b['measured']:.2f} against {b['target']} — {why(b['bar'])}"
+                  for b in missed]
     if not brief:
         lines += ["", NOTES]
     return "\n".join(lines) + "\n"

@@ -143,6 +143,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="comma list of cases whose peak memory is measured")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     p.add_argument("--name", default="speed", help="output file stem")
+    p.add_argument("--merge", action="store_true", help="replace only the measured rows "
+                   "(arch and case) in an existing NAME.json, keep the others")
+    p.add_argument("--rerender", action="store_true",
+                   help="only rewrite NAME.md (and the bars) from an existing NAME.json")
 
 
 def _shape(base: Shape, args) -> Shape:
@@ -151,7 +155,34 @@ def _shape(base: Shape, args) -> Shape:
                  args.input or (H if args.hidden else base.F))
 
 
+def _write(out: Path, name: str, result: dict) -> None:
+    result["bars"] = bars(result)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / f"{name}.json", json.dumps(result, indent=1) + "\n")
+    atomic_write_text(out / f"{name}.md", render(result))
+
+
+def _merged(old: dict, new: dict) -> dict:
+    """old with new's rows (same arch and case name) replaced or added."""
+    keys = {(c["arch"], c["shape"]["name"]) for c in new["cases"]}
+    cases = [c for c in old["cases"] if (c["arch"], c["shape"]["name"]) not in keys]
+    runs = old.get("runs", [{k: old.get(k) for k in ("command", "seconds", "loadavg_before",
+                                                     "loadavg_after")}])
+    runs.append({k: new.get(k) for k in ("command", "seconds", "loadavg_before",
+                                         "loadavg_after")})
+    merged = {**old, "cases": cases + new["cases"], "runs": runs}
+    merged["seconds"] = sum(r.get("seconds") or 0 for r in runs)
+    if "step" in new:
+        merged["step"] = new["step"]
+    return merged
+
+
 def run(args: argparse.Namespace) -> dict:
+    out = Path(args.out)
+    if args.rerender:
+        result = json.loads((out / f"{args.name}.json").read_text())
+        _write(out, args.name, result)
+        return result
     if args.threads:
         torch.set_num_threads(args.threads)
     names = args.arch or list(available())
@@ -167,7 +198,8 @@ def run(args: argparse.Namespace) -> dict:
     start, load0 = time.time(), os.getloadavg()
     result: dict = {"command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
                     "machine": machine_description(), "torch_threads": torch.get_num_threads(),
-                    "loadavg_before": load0, "cases": []}
+                    "loadavg_before": load0, "cases": [],
+                    "started_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(start))}
     progress = Progress(len(plan) + ("step" in cases), "speed")
     for base, name, options in plan:
         shape = _shape(base, args)
@@ -183,11 +215,9 @@ def run(args: argparse.Namespace) -> dict:
         progress.update(1)
     progress.close()
     result.update(seconds=time.time() - start, loadavg_after=os.getloadavg())
-    result["bars"] = bars(result)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / f"{args.name}.json", json.dumps(result, indent=1) + "\n")
-    atomic_write_text(out / f"{args.name}.md", render(result))
+    if args.merge and (out / f"{args.name}.json").exists():
+        result = _merged(json.loads((out / f"{args.name}.json").read_text()), result)
+    _write(out, args.name, result)
     return result
 
 
