@@ -29,6 +29,9 @@ Inputs may be hoisted: ``input_part(dim, h)`` is dim's contribution to every tra
 pre-activation plus the biases (one GEMM for a whole sequence); pass it as ``pre`` with
 ``pre_dim=dim``.
 
+``forget_bias=b`` starts every LSTM transform's forget-gate bias at b (other parameters
+U(-1/sqrt(N d), 1/sqrt(N d)), N d being the fan-in).
+
 Shapes: h_i, m_i (B, d); pre (B, ΣG) with G = 4d per LSTM dimension, d per non-LSTM one.
 ``GridLayerCell`` wraps a 2-D (time, depth) block in the rnnlab cell contract.
 """
@@ -134,6 +137,8 @@ class GridBlock(nn.Module):
         if len(pairs) != N:
             raise ValueError(f"a block over dims {self.dims} takes {N} (h, m) pairs, "
                              f"received {len(pairs)}")
+        if pre is not None and pre_dim is None:
+            raise ValueError("a hoisted input part (pre) needs pre_dim, the dimension it reads")
         if pre is not None and self.priority and self.dims[pre_dim] not in self.priority \
                 and self.kinds[pre_dim] != "none":
             raise ValueError("only a priority or 'none' dimension's input can be hoisted "
