@@ -30,6 +30,8 @@ from .errors import UserError
 
 FORMAT = "rnnlab-run"
 VERSION = 1
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 # -- atomic files -------------------------------------------------------------------------
@@ -38,6 +40,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)              # mkstemp makes 0600; honour the umask
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
