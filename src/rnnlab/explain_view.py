@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import html
+import textwrap
 from pathlib import Path
 
 import torch
@@ -57,8 +58,8 @@ def heatmap(expl: Explanation, path: str | Path, max_units: int = 48,
     if image is not None:
         fig.colorbar(image, ax=axes[:, 0].tolist(), fraction=0.02, pad=0.01, aspect=40,
                      label="gate value (0 closed, 1 open)")
-    fig.suptitle(title or "gate values token by token (columns) for each unit (rows)",
-                 fontsize=11)
+    title = title or "gate values token by token (columns) for each unit (rows)"
+    fig.suptitle(textwrap.fill(title, int(width * 9)), fontsize=11)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
