@@ -147,31 +147,42 @@ class Predictor:
 
     def _beam(self, text: str, k: int, width: int = 8,
               max_len: int = 24) -> list[tuple[str, float]]:
+        """Words (partial + suffix) by beam search; P(word) = P(its characters) times
+        P(a non-word character next), summed over every such character."""
         ids = self.encode(text)
         partial = _trailing_word(text)
         logits, state = self.read(ids)
+        enders = self._enders()
         beams = [(0.0, "", logits, state)]                 # (-log p, suffix, logits, state)
-        done: list[tuple[float, str]] = []
+        done: dict[str, float] = {}
         for _ in range(max_len):
             grown = []
             for cost, suffix, lg, st in beams:
                 logp = torch.log_softmax(lg.float(), -1)
+                if partial or suffix:
+                    done[partial + suffix] = math.exp(-cost) * float(logp[enders].exp().sum())
+                logp[enders] = -math.inf
+                logp[0] = -math.inf                             # <unk>
                 top = torch.topk(logp, min(width, logp.numel()))
                 for lp, i in zip(top.values.tolist(), top.indices.tolist()):
-                    ch = self.vocab.tokens[i]
-                    if ch != UNK and is_word_char(ch):
-                        grown.append((cost - lp, suffix + ch, st, i))
-                    elif partial or suffix:
-                        done.append((cost - lp, partial + suffix))
-            done = heapq.nsmallest(k, done)
+                    if lp > -math.inf:
+                        grown.append((cost - lp, suffix + self.vocab.tokens[i], st, i))
             grown = heapq.nsmallest(width, grown, key=lambda b: b[0])
-            if not grown or (len(done) == k and grown[0][0] >= done[-1][0]):
-                break
+            kth = sorted(done.values(), reverse=True)[k - 1] if len(done) >= k else 0.0
+            if not grown or math.exp(-grown[0][0]) <= kth:
+                break                                    # no longer word can overtake
             beams = []
             for cost, suffix, st, i in grown:
                 lg, st2 = self.step(i, st)
                 beams.append((cost, suffix, lg, st2))
-        return [(w, math.exp(-c)) for c, w in sorted(done)[:k]]
+        return sorted(done.items(), key=lambda wp: -wp[1])[:k]
+
+    def _enders(self) -> Tensor:
+        """Ids of the characters that end a word (not word characters, not <unk>)."""
+        if not hasattr(self, "_ender_ids"):
+            self._ender_ids = torch.tensor([i for i, t in enumerate(self.vocab.tokens)
+                                            if i and not is_word_char(t)], dtype=torch.long)
+        return self._ender_ids
 
     # -- sampling -------------------------------------------------------------------------
     @torch.inference_mode()
