@@ -124,6 +124,7 @@ def run(cfg: Config, out_dir: Path) -> dict:
             failed[arch] = f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"
             print(f"{arch} failed: {failed[arch]}", file=sys.stderr)
         write_outputs(out_dir, NAME, result, table_markdown(result))   # after every model
+    write_outputs(out_dir, NAME, result, table_markdown(result))
     plot(result, out_dir / f"{NAME}.png")
     return result
 
