@@ -22,6 +22,10 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
+experiments: $(STAMP)
+	for e in $$($(PY) -c "from rnnlab.experiments import available; print(' '.join(available()))"); do \
+		$(VENV)/bin/rnnlab experiment $$e --preset fast --out results/$$e || exit 1; done
+
 bench: $(STAMP)
 	$(PY) benchmarks/speed.py --out docs/results
 
