@@ -18,7 +18,6 @@ import json
 import os
 import pkgutil
 import platform
-import tempfile
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -104,18 +103,9 @@ def machine_description() -> str:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write text to path via a temp file in the same folder, fsync and rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write text to path atomically (temp file, fsync, rename)."""
+    from ..checkpoint import atomic_write_bytes
+    atomic_write_bytes(Path(path), text.encode("utf-8"))
 
 
 def write_outputs(out_dir: Path, name: str, result: dict, table_md: str) -> None:
