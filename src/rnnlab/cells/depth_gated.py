@@ -59,7 +59,10 @@ class DepthGatedLSTMCell(LSTMCell):
                 self.weight_lx = nn.Parameter(torch.empty(H, input_size, **kw))
         self.reset_parameters()
 
-    run_sequence = None          # no fused kernel: the generic loop of rnnlab.layers runs it
+    def run_sequence(self, x: Tensor, state: LSTMState, lengths: Tensor | None = None):
+        """Whole-sequence fast path (``rnnlab.kernels.depth_gated``); equal to ``step``."""
+        from ..kernels.depth_gated import run_sequence
+        return run_sequence(self, x, state, lengths)
 
     @property
     def is_plain(self) -> bool:
