@@ -44,6 +44,12 @@ def bars(result: dict) -> list[dict]:
 
 # why a bar can be missed and what would close it, shown under the table for missed bars
 WHY = {
+    "peak training memory": "the kernels keep the gate activations (T, B, GH), cells and "
+    "outputs for the backward and allocate the gate gradients once in it, as torch's fused "
+    "op does; layer norm also keeps the raw input and recurrent projections (2 x (T, B, 4H)) "
+    "for its backward, and the Depth-Gated LSTM its projected input (T, B, 6H) under "
+    "autograd plus the depth gate. Recomputing those in the backward would trade time for "
+    "memory.",
     "rnnlab.LSTM fwd+bwd": "the plain configuration calls torch's own fused op, so any "
     "distance from 1.0 is measurement noise on the shared machine.",
     "rnnlab.GRU": "both sides are GEMM-bound (one input GEMM, one recurrent GEMM per step); "
@@ -56,21 +62,18 @@ WHY = {
     "grid_lstm": "Grid LSTM has no whole-sequence kernel yet: it runs its cells' Python loop "
     "(two LSTM transforms per block and step), so it cannot beat the loop. A kernel would "
     "follow kernels/lstm.py with two recurrent GEMMs per step (time and depth transforms).",
-    "depth_gated_lstm": "the Depth-Gated LSTM kernel (kernels/depth_gated.py) is used only "
-    "when the cell's run_sequence calls it; without that hook the loop runs.",
+    "depth_gated_lstm": "the Depth-Gated LSTM runs on the LSTM kernel with one extra "
+    "depth-gate pass per step (kernels/depth_gated.py).",
     "clockwork_rnn": "Clockwork's active-modules kernel is rnnlab.cells.clockwork_kernel "
     "(see its notes).",
-    "peak training memory": "the kernels keep the gate activations (T, B, GH), cells and "
-    "outputs for the backward, and the backward allocates the gate gradients once; layer "
-    "norm also keeps the raw projections for its backward.",
     "incremental step": "at batch 1 a step reads every weight once; the bound is memory "
     "bandwidth, and torch.nn.LSTM's per-call cost is oneDNN primitive setup.",
 }
 
 
 def why(bar: str) -> str:
-    for key, text in WHY.items():
-        if bar.startswith(key) or key in bar:
+    for key, text in WHY.items():                     # the first key found in the bar
+        if key in bar:
             return text
     return ""
 
