@@ -27,7 +27,7 @@ experiments: $(STAMP)
 		$(VENV)/bin/rnnlab experiment $$e --preset fast --out results/$$e || exit 1; done
 
 bench: $(STAMP)
-	$(PY) benchmarks/speed.py --out docs/results
+	$(PY) benchmarks/speed.py --out docs/results --reps 3 --loop-reps 1 --cases default,clockwork,step
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache

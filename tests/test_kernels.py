@@ -106,11 +106,21 @@ def test_gru_kernel_gradcheck():
     assert STATS["gru"] > before
 
 
+def test_gru_front_picks_torch_below_the_kernel_threshold():
+    small, large = rnnlab.GRU(5, 7), rnnlab.GRU(5, rnnlab.GRU.cpu_kernel_min_hidden)
+    before = STATS["gru"]
+    small(torch.randn(3, 2, 5))
+    assert STATS["gru"] == before
+    large(torch.randn(3, 2, 5))
+    assert STATS["gru"] == before + 1
+
+
 def test_fast_path_is_used_by_fronts_and_registry():
     x = torch.randn(6, 2, 5)
     for name, key in [("lstm_ln", "lstm"), ("lstm_peephole", "lstm"),
                       ("lstm_cifg", "lstm"), ("gru", "gru")]:
         layer = rnnlab.build(name, 5, 7, num_layers=2)
+        layer.cpu_kernel_min_hidden = 0             # GRU: the kernel even at H=7
         before = STATS[key]
         out, _ = layer(x)
         assert STATS[key] == before + 2, name                 # one kernel call per layer
@@ -137,6 +147,7 @@ def test_gru_front_matches_torch_gru_with_packing():
     torch.manual_seed(0)
     ref = torch.nn.GRU(4, 5, num_layers=2, bidirectional=True)
     ours = rnnlab.GRU(4, 5, num_layers=2, bidirectional=True)
+    ours.cpu_kernel_min_hidden = 0                  # the kernel at any size
     ours.load_state_dict(ref.state_dict())
     x = torch.randn(6, 3, 4)
     lengths = torch.tensor([6, 2, 4])
