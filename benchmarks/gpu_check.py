@@ -14,7 +14,7 @@ error in one architecture is recorded and the rest still runs. No Triton or cust
 the kernels run torch ops on the GPU (one GEMM plus a few elementwise launches per step),
 so on a GPU they are launch-bound and cuDNN's fused RNN is expected to be faster.
 
-    OUT=/tmp/out python benchmarks/gpu_check.py [--reps 5] [--quick]
+    OUT=gpu-out python benchmarks/gpu_check.py [--reps 5] [--quick]
 """
 from __future__ import annotations
 
