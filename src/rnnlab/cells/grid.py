@@ -283,6 +283,11 @@ class GridLayerCell(Cell):
         pairs, pre = self._pairs(xp, state)
         return self.block.gate_values(pairs, pre, 1)
 
+    def run_sequence(self, x: Tensor, state: GridState, lengths: Tensor | None = None):
+        """The whole sequence at once (rnnlab.kernels.grid); the step loop where unsupported."""
+        from ..kernels.grid import run_sequence
+        return run_sequence(self, x, state, lengths)
+
     def extra_repr(self) -> str:
         return f"{self.hidden_size}"
 

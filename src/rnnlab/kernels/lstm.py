@@ -34,6 +34,7 @@ class Spec:
     full: int              # leading steps where no row is masked
     depth: bool = False    # Depth-Gated LSTM's extra cell input d ⊙ l (kernels.depth_gated)
     emit_cell: bool = False  # also return every step's cell (T, B, H)
+    paper: bool = False      # Grid LSTM's output h = tanh(o ⊙ c) instead of o ⊙ tanh(c)
 
 
 class Params(NamedTuple):
@@ -132,7 +133,10 @@ def _forward_loop(spec: Spec, A, C, out, Hc, M, h, c, mask, p: Params, s: dict, 
         cn = c_new
         if spec.layer_norm:
             cn, s["cmu"][t], s["crs"][t] = _ln(c_new, p.g_c, p.b_c)
-        torch.mul(a[:, -H:], torch.tanh(cn), out=M[t])
+        if spec.paper:
+            torch.mul(a[:, -H:], cn, out=M[t]).tanh_()
+        else:
+            torch.mul(a[:, -H:], torch.tanh(cn), out=M[t])
         if proj is not None:
             out[t] = proj(M[t])
         if mask is not None and t >= spec.full:
@@ -240,15 +244,20 @@ def _cell_backward(spec: Spec, a: Tensor, da: Tensor, c_new: Tensor, c_prev: Ten
     cn = c_new
     if spec.layer_norm:
         cn = (c_new - s["cmu"][t]) * s["crs"][t] * p.g_c + p.b_c
-    tc = torch.tanh(cn)
-    dcn = gm * o * (1 - tc * tc)
+    if spec.paper:                                      # h = tanh(o ⊙ ĉ)
+        u = torch.tanh(o * cn)
+        k = gm * (1 - u * u)
+        dcn, dao = k * o, k * cn * o * (1 - o)
+    else:
+        tc = torch.tanh(cn)
+        dcn = gm * o * (1 - tc * tc)
+        dao = gm * tc * o * (1 - o)
     if spec.layer_norm:
         dcn, dg, db = torch.ops.aten.native_layer_norm_backward(
             dcn, c_new, (H,), s["cmu"][t], s["crs"][t], p.g_c, p.b_c, [True, True, True])
         acc["g_c"] += dg
         acc["b_c"] += db
     dc = dcn + gc
-    dao = gm * tc * o * (1 - o)
     if spec.peephole:
         dc.addcmul_(dao, p.peep[-1])
         acc["peep"][-1] += (dao * c_new).sum(0)
