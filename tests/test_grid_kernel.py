@@ -65,6 +65,7 @@ CONFIGS = [
     {"depth_kind": "none", "output_form": "standard"},        # a stacked LSTM
     {"depth_kind": "tanh"},
     {"depth_kind": "relu", "priority": ()},
+    {"depth_kind": "identity", "share_across_dims": True},
     {"bias": False, "output_form": "standard"},
 ]
 
@@ -87,6 +88,17 @@ def test_kernel_equals_loop_float32_and_without_state():
     model = make(torch.float32, num_layers=3)
     x, _ = inputs(torch.float32)
     assert_same(run(model, x), run(model, x, kernels=False), 2e-5)
+
+
+def test_float32_with_packed_recurrent_weight():
+    torch.manual_seed(4)
+    model = GridLSTM(8, 64, 2)                                # W_time[:, :H] (256, 64): packed
+    x = torch.randn(9, 4, 8)
+    before = STATS["packed_gemm"]
+    fast = run(model, x, lengths=torch.tensor([9, 8, 3, 6]))
+    if torch.backends.mkldnn.is_available():
+        assert STATS["packed_gemm"] > before
+    assert_same(fast, run(model, x, lengths=torch.tensor([9, 8, 3, 6]), kernels=False), 1e-4)
 
 
 def test_chunks_with_carried_state_equal_one_pass():
