@@ -45,6 +45,15 @@ def _biases(b_ih: Optional[Tensor], b_hh: Optional[Tensor], H: int):
     return b_ih + torch.cat([b_hh[:2 * H], b_hh.new_zeros(H)]), b_hh[2 * H:]
 
 
+def _fused(A: Tensor):
+    """The Triton gate kernels (``kernels.triton_gates``) for CUDA float32, else None
+    (CPU steps never import triton)."""
+    if A.device.type != "cuda":
+        return None
+    from .triton_gates import gru_gates
+    return gru_gates(A)
+
+
 def forward_pass(full: int, x: Tensor, h0: Tensor, mask, w_ih, w_hh, b_ih, b_hh):
     T, B, F = x.shape
     H = h0.shape[1]
@@ -61,18 +70,22 @@ def forward_pass(full: int, x: Tensor, h0: Tensor, mask, w_ih, w_hh, b_ih, b_hh)
 
 def _forward_loop(full: int, A, HN, out, Hc, h, mask, b_hn, rec):
     H = h.shape[1]
+    fused = _fused(A)                               # Triton gate kernels on CUDA, or None
     for t in range(A.shape[0]):
         a = A[t]
         G = rec(h)                                                      # (B, 3H)
         hn = HN[t]
-        if b_hn is None:
-            hn.copy_(G[:, 2 * H:])
+        if fused is not None:                       # the lines below in one launch
+            fused.forward(a, G, b_hn, h, hn, out[t])
         else:
-            torch.add(G[:, 2 * H:], b_hn, out=hn)
-        a[:, :2 * H].add_(G[:, :2 * H]).sigmoid_()
-        r, z, n = a[:, :H], a[:, H:2 * H], a[:, 2 * H:]
-        n.addcmul_(r, hn).tanh_()
-        torch.sub(h, n, out=out[t]).mul_(z).add_(n)                     # (1-z) n + z h
+            if b_hn is None:
+                hn.copy_(G[:, 2 * H:])
+            else:
+                torch.add(G[:, 2 * H:], b_hn, out=hn)
+            a[:, :2 * H].add_(G[:, :2 * H]).sigmoid_()
+            r, z, n = a[:, :H], a[:, H:2 * H], a[:, 2 * H:]
+            n.addcmul_(r, hn).tanh_()
+            torch.sub(h, n, out=out[t]).mul_(z).add_(n)                 # (1-z) n + z h
         if mask is not None and t >= full:
             torch.where(mask[t] > 0, out[t], h, out=Hc[t])
             out[t].mul_(mask[t])
@@ -95,6 +108,7 @@ def backward_pass(full: int, x, h0, mask, w_ih, w_hh, b_ih, A, HN, Hc, gout, gh,
 def _backward_loop(full: int, A, HN, Hc, DA, DHN, h0, mask, gout, gh, back):
     B, H = h0.shape
     DG = h0.new_empty(B, 3 * H)
+    fused = _fused(A)
     for t in range(A.shape[0] - 1, -1, -1):
         masked = mask is not None and t >= full
         ghp = gh if gout is None else gout[t] + gh
@@ -102,16 +116,19 @@ def _backward_loop(full: int, A, HN, Hc, DA, DHN, h0, mask, gout, gh, back):
             ghp, pass_h = ghp * mask[t], gh - gh * mask[t]
         h_prev = Hc[t - 1] if t else h0
         a = A[t]
-        r, z, n = a[:, :H], a[:, H:2 * H], a[:, 2 * H:]
-        dan = ghp * (1 - z) * (1 - n * n)
-        daz = ghp * (h_prev - n) * z * (1 - z)
-        gh_new = ghp * z
-        dar = dan * HN[t] * r * (1 - r)
-        torch.mul(dan, r, out=DG[:, 2 * H:])                          # d(W_hn h + b_hn)
-        DHN[t] = DG[:, 2 * H:]
-        DG[:, :H], DG[:, H:2 * H] = dar, daz
-        DA[t, :, :2 * H] = DG[:, :2 * H]
-        DA[t, :, 2 * H:] = dan
+        if fused is not None:                       # the lines below in one launch
+            gh_new = fused.backward(a, HN[t], h_prev, ghp, DA[t], DG, DHN[t])
+        else:
+            r, z, n = a[:, :H], a[:, H:2 * H], a[:, 2 * H:]
+            dan = ghp * (1 - z) * (1 - n * n)
+            daz = ghp * (h_prev - n) * z * (1 - z)
+            gh_new = ghp * z
+            dar = dan * HN[t] * r * (1 - r)
+            torch.mul(dan, r, out=DG[:, 2 * H:])                      # d(W_hn h + b_hn)
+            DHN[t] = DG[:, 2 * H:]
+            DG[:, :H], DG[:, H:2 * H] = dar, daz
+            DA[t, :, :2 * H] = DG[:, :2 * H]
+            DA[t, :, 2 * H:] = dan
         gh = gh_new.add_(back(DG))
         if masked:
             gh.add_(pass_h)

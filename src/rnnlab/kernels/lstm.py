@@ -121,22 +121,26 @@ def forward_pass(spec: Spec, x: Tensor, h0: Tensor, c0: Tensor, mask, p: Params)
 
 def _forward_loop(spec: Spec, A, C, out, Hc, M, h, c, mask, p: Params, s: dict, rec, proj):
     T, H = A.shape[0], C.shape[2]
+    fused = _fused(spec, A, p)                      # Triton gate kernels on CUDA, or None
     for t in range(T):
         a = A[t]
-        if spec.layer_norm:
-            s["hh"][t] = rec(h)
-            y, s["hmu"][t], s["hrs"][t] = _ln(s["hh"][t], p.g_hh, None)
-            a.add_(y)
+        if fused is not None:                       # one launch: + h W_hhᵀ, gates, c', m
+            c_new = fused.forward(a, rec(h), c, C[t], M[t])
         else:
-            a.add_(rec(h))
-        c_new = _cell_forward(spec, a, c, C[t], H, p, s, t)
-        cn = c_new
-        if spec.layer_norm:
-            cn, s["cmu"][t], s["crs"][t] = _ln(c_new, p.g_c, p.b_c)
-        if spec.paper:
-            torch.mul(a[:, -H:], cn, out=M[t]).tanh_()
-        else:
-            torch.mul(a[:, -H:], torch.tanh(cn), out=M[t])
+            if spec.layer_norm:
+                s["hh"][t] = rec(h)
+                y, s["hmu"][t], s["hrs"][t] = _ln(s["hh"][t], p.g_hh, None)
+                a.add_(y)
+            else:
+                a.add_(rec(h))
+            c_new = _cell_forward(spec, a, c, C[t], H, p, s, t)
+            cn = c_new
+            if spec.layer_norm:
+                cn, s["cmu"][t], s["crs"][t] = _ln(c_new, p.g_c, p.b_c)
+            if spec.paper:
+                torch.mul(a[:, -H:], cn, out=M[t]).tanh_()
+            else:
+                torch.mul(a[:, -H:], torch.tanh(cn), out=M[t])
         if proj is not None:
             out[t] = proj(M[t])
         if mask is not None and t >= spec.full:
@@ -155,6 +159,15 @@ def _bias(p: Params) -> Optional[Tensor]:
     if p.b_ih is None or p.b_hh is None:
         return p.b_hh if p.b_ih is None else p.b_ih
     return p.b_ih + p.b_hh
+
+
+def _fused(spec: Spec, A: Tensor, p: Params):
+    """The Triton gate kernels (``kernels.triton_gates``) where they apply (CUDA float32,
+    triton importable, a supported Spec), else None: CPU steps never import triton."""
+    if A.device.type != "cuda":
+        return None
+    from .triton_gates import lstm_gates
+    return lstm_gates(spec, A, p.peep)
 
 
 def _cell_forward(spec: Spec, a: Tensor, c: Tensor, c_out: Tensor, H: int, p: Params,
@@ -207,6 +220,7 @@ def backward_pass(spec: Spec, x: Tensor, h0: Tensor, c0: Tensor, mask, p: Params
 def _backward_loop(spec: Spec, A, C, c0, mask, p: Params, s: dict, DH, acc: dict, gout,
                    gh, gc, back, proj):
     T, GH, H = A.shape[0], A.shape[2], C.shape[2]
+    fused = _fused(spec, A, p)
     for t in range(T - 1, -1, -1):
         masked = mask is not None and t >= spec.full
         ghp = gh if gout is None else gout[t] + gh
@@ -217,9 +231,11 @@ def _backward_loop(spec: Spec, A, C, c0, mask, p: Params, s: dict, DH, acc: dict
         if DH is not None:
             DH[t] = ghp
             ghp = proj(ghp)                                              # (B, H)
-        a = s["dA"][t]
-        dc_prev = _cell_backward(spec, A[t], a, C[t], C[t - 1] if t else c0, ghp, gcp,
-                                 H, p, s, t, acc)
+        a, c_prev = s["dA"][t], C[t - 1] if t else c0
+        if fused is not None:
+            dc_prev = fused.backward(A[t], a, C[t], c_prev, ghp, gcp, acc.get("peep"))
+        else:
+            dc_prev = _cell_backward(spec, A[t], a, C[t], c_prev, ghp, gcp, H, p, s, t, acc)
         if spec.layer_norm:
             dhh, dg, _ = torch.ops.aten.native_layer_norm_backward(
                 a, s["hh"][t], (GH,), s["hmu"][t], s["hrs"][t], p.g_hh, None,
