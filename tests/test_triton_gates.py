@@ -9,6 +9,8 @@ sequence kernel on CUDA (Triton gates) with the CPU float64 path.
 """
 import importlib.util
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -155,6 +157,39 @@ def test_gru_sequence_with_triton_gates_equals_step_loop(bias, lengths, reverse,
     dtype = torch.float64
     assert _sequence_case(GRUCell(4, 6, bias=bias, dtype=dtype), dtype, lengths, reverse,
                           monkeypatch) == 2
+
+
+_COMPILE_SM90 = """
+from rnnlab.kernels import triton_gates as tg
+try:
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+except ImportError:
+    raise SystemExit("SKIP: no ahead-of-time compile API")
+def build(fn, **consts):
+    sig = {n: "constexpr" if n in consts else "*fp32" if n.endswith("_ptr") else "i32"
+           for n in fn.arg_names}
+    cx = {(fn.arg_names.index(k),): v for k, v in consts.items()}
+    tg.triton.compile(ASTSource(fn, sig, cx), target=GPUTarget("cuda", 90, 32))
+for ni in (0, 1):
+    for peep in (False, True):
+        build(tg._lstm_fwd, NI=ni, PEEP=peep, HAS_G=True, BLOCK_B=16, BLOCK_H=32)
+        build(tg._lstm_bwd, NI=ni, PEEP=peep, BLOCK_B=16, BLOCK_H=32)
+for has_b in (False, True):
+    build(tg._gru_fwd, HAS_B=has_b, BLOCK_B=16, BLOCK_H=32)
+build(tg._gru_bwd, BLOCK_B=16, BLOCK_H=32)
+"""
+
+
+@needs_triton
+def test_kernels_compile_for_sm90_without_a_gpu():
+    """Every kernel specialisation compiles to an H100 (sm_90) binary, no GPU needed."""
+    env = dict(os.environ, TRITON_INTERPRET="0")
+    proc = subprocess.run([sys.executable, "-c", _COMPILE_SM90], env=env, text=True,
+                          capture_output=True, timeout=400)
+    if "SKIP" in proc.stderr:
+        pytest.skip(proc.stderr.strip()[-200:])
+    assert proc.returncode == 0, proc.stderr[-3000:]
 
 
 def test_cpu_never_takes_the_triton_path(monkeypatch):
