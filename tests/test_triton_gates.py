@@ -27,8 +27,10 @@ needs_triton = pytest.mark.skipif(importlib.util.find_spec("triton") is None or
                                   tg.triton is None, reason="triton is not installed")
 DEVICE = "cuda" if CUDA else "cpu"
 DTYPES = [torch.float32] if CUDA else [torch.float32, torch.float64]
-TOL = {torch.float64: 1e-12, torch.float32: 2e-6}
-SEQ_TOL = {torch.float64: 1e-12, torch.float32: 2e-5}      # T steps and a backward
+# float32: compiled Triton's exp is an approximate ex2, so allow a few ulps of the gates'
+# range (a wrong formula is off by far more: the tests fail at a 1e-4 relative change)
+TOL = {torch.float64: 1e-12, torch.float32: 1e-5}
+SEQ_TOL = {torch.float64: 1e-12, torch.float32: 5e-5}      # T steps and a backward
 GATE_VARIANTS = [(False, False), (False, True), (True, False), (True, True)]
 IDS = ["plain", "peephole", "coupled", "coupled-peephole"]
 

@@ -19,7 +19,8 @@ GRU (Cho et al. 2014, torch.nn.GRU's form): r, z, n, h' = n + z (h - n) forward,
 Triton is optional: this module imports without it (``triton`` is then None) and the
 dispatch (``lstm_gates`` / ``gru_gates``) answers None, as it does for CPU tensors, dtypes
 other than float32, layer_norm, Depth-Gated and Grid-LSTM steps; the callers then run
-their torch ops, unchanged. A kernel that fails to compile is reported once in
+their torch ops, unchanged. ``STATS["triton"]`` counts the loops (forward or backward)
+that ran on the Triton kernels. A kernel that fails to compile is reported once in
 ``LAST_ERROR`` and switched off (``STATS["triton_error"]``). The kernel wrappers
 (``LSTMGates``, ``GRUGates``) work on any device Triton can run on, so the tests run them
 on CPU tensors under the Triton interpreter (``TRITON_INTERPRET=1``).
