@@ -285,6 +285,7 @@ def run_triton_subprocess(args, out: Path) -> dict:
         tg.ENABLED[0] = False                 # the rest runs on torch ops
         res["error"] = f"triton subprocess: exit {rc}; Triton switched off for the rest"
     res["stderr_tail"] = tail
+    print(f"gpu_check: triton part {res.get('error', 'done')}", file=sys.stderr, flush=True)
     return res
 
 
