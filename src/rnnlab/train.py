@@ -4,8 +4,8 @@ The training split is cut into B contiguous streams (``batchify``); each step re
 next window of ``bptt`` tokens of every stream, starting from the recurrent state the
 previous window ended in, detached (``rnnlab.detach_state``), so the model sees context
 beyond the window while gradients stop at its edge. AdamW, gradient-norm clipping, linear
-warm-up then cosine decay to ``min_lr`` over a horizon that is ``max_steps`` or, with only
-a time budget, estimated from the speed of the first steps (and saved, so a resumed run
+warm-up, then a constant learning rate or, when ``min_lr`` is given, cosine decay to it over
+a horizon that is ``max_steps`` or, with only a time budget, estimated from the speed of the first steps (and saved, so a resumed run
 follows the same schedule). Validation is a full pass over the validation split.
 
 Reproducible: the same config and seed give the same losses, and a run resumed from its
@@ -49,7 +49,7 @@ class TrainConfig:
     batch: int = 32
     bptt: int = 128
     lr: float = 2e-3
-    min_lr: float = 2e-4
+    min_lr: float | None = None     # None: constant lr after warm-up
     warmup: int = 50
     weight_decay: float = 0.01
     clip: float = 1.0
@@ -110,7 +110,7 @@ def metrics(nats: float, prefix: str, level: str) -> dict[str, float]:
 def lr_at(step: int, cfg: TrainConfig, horizon: int | None) -> float:
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
-    if not horizon:
+    if not horizon or cfg.min_lr is None:
         return cfg.lr
     frac = min(1.0, (step - cfg.warmup) / max(1, horizon - cfg.warmup))
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * frac))

@@ -55,7 +55,10 @@ class LanguageModel(nn.Module):
         self.decoder = nn.Linear(embedding if tie_weights else out, vocab_size)
         if tie_weights:
             self.decoder.weight = self.embed.weight
-        nn.init.uniform_(self.embed.weight, -0.1, 0.1)
+        if tie_weights:       # the embedding is also the decoder: keep the logits small
+            nn.init.uniform_(self.embed.weight, -0.1, 0.1)
+        else:                 # N(0, 1), torch's default: the input is visible from step one
+            nn.init.normal_(self.embed.weight)
         nn.init.zeros_(self.decoder.bias)
 
     @classmethod
