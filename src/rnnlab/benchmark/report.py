@@ -47,8 +47,9 @@ WHY = {
     "peak training memory": "the kernels keep the gate activations (T, B, GH), cells and "
     "outputs for the backward and allocate the gate gradients once in it, as torch's fused "
     "op does; layer norm also keeps the raw input and recurrent projections (2 x (T, B, 4H)) "
-    "for its backward, and the Depth-Gated LSTM its projected input (T, B, 6H) under "
-    "autograd plus the depth gate. Recomputing those in the backward would trade time for "
+    "for its backward, the Depth-Gated LSTM its projected input (T, B, 6H) under "
+    "autograd plus the depth gate, and the Grid LSTM the activations of two LSTM transforms "
+    "(time and depth) per step. Recomputing those in the backward would trade time for "
     "memory.",
     "rnnlab.LSTM fwd+bwd": "the plain configuration calls torch's own fused op, so any "
     "distance from 1.0 is measurement noise on the shared machine.",
@@ -59,15 +60,18 @@ WHY = {
     "lstm_ln": "layer normalisation adds a normalisation of the (B, 4H) recurrent "
     "pre-activation and of the cell per step, forward and backward, which the GEMM FLOP "
     "count does not include; a fused C++ step would close it.",
-    "grid_lstm": "Grid LSTM has no whole-sequence kernel yet: it runs its cells' Python loop "
-    "(two LSTM transforms per block and step), so it cannot beat the loop. A kernel would "
-    "follow kernels/lstm.py with two recurrent GEMMs per step (time and depth transforms).",
+    "grid_lstm": "Grid LSTM runs on kernels/grid.py: the time dimension on the LSTM kernel "
+    "(one recurrent GEMM per step), the depth transform for all steps at once after the "
+    "loop; what remains is the second LSTM transform's elementwise passes.",
     "depth_gated_lstm": "the Depth-Gated LSTM runs on the LSTM kernel with one extra "
     "depth-gate pass per step (kernels/depth_gated.py).",
     "clockwork_rnn": "Clockwork's active-modules kernel is rnnlab.cells.clockwork_kernel "
     "(see its notes).",
-    "incremental step": "at batch 1 a step reads every weight once; the bound is memory "
-    "bandwidth, and torch.nn.LSTM's per-call cost is oneDNN primitive setup.",
+    "incremental step": "at batch 1 a step reads every weight once, so no exact float32 "
+    "step can beat the weight-read time; when torch.nn.LSTM's per-call cost is under 10x "
+    "that time (as on an idle machine here), the 10x bar lies below the memory-bandwidth "
+    "bound and cannot be met; the other bar (within 3x of the read time) is the one a "
+    "step can be held to.",
 }
 
 

@@ -34,15 +34,19 @@ def run_sequence(cell, x: Tensor, state, lengths=None):
     H = cell.hidden_size
     GH = cell.gates * H
     xp = cell.project_input(x)                                # (T, B, GH [+ H + H])
+    # one split, not three slices: its backward is one concatenation, where each slice's
+    # would be a zero-filled (T, B, GH + 2H) tensor
+    parts = xp.split([GH, H, H], -1) if xp.shape[-1] > GH else (xp,)
     extra: tuple = ()
     if cell.depth_gate:
-        low = xp[..., GH + H:GH + 2 * H]                      # (T, B, H) lower cell l_t
-        extra = (xp[..., GH:GH + H] + cell.weight_ld * low, low, cell.weight_cd)
+        # (T, B, H) lower cell l_t, copied: a view would keep all of xp alive for backward
+        low = parts[2].contiguous()
+        extra = (parts[1] + cell.weight_ld * low, low, cell.weight_cd)
     mask, full = step_mask(lengths, x.shape[0], x)
     spec = Spec(cell.coupled, cell.peephole, False, full, depth=cell.depth_gate,
                 emit_cell=cell.emit_cell)
     params = Params(None, cell.weight_hh, None, cell.bias_hh, None,
                     getattr(cell, "weight_peephole", None), None, None, None, None, *extra)
-    res = LSTMSequence.apply(spec, xp[..., :GH], state.h, state.c, mask, *params)
+    res = LSTMSequence.apply(spec, parts[0], state.h, state.c, mask, *params)
     out = torch.cat([res[0], res[3]], -1) if cell.emit_cell else res[0]
     return out, LSTMState(res[1], res[2])

@@ -98,8 +98,8 @@ def forward_pass(spec: Spec, x: Tensor, h0: Tensor, c0: Tensor, mask, p: Params)
     if p.w_ih is None:                                                  # pre-projected
         a_all = x2 + bias if bias is not None else x2.clone()
     elif spec.layer_norm:
-        s["xraw"] = x2 @ p.w_ih.t()                                     # (TB, GH)
-        a_all, s["xmu"], s["xrs"] = _ln(s["xraw"], p.g_ih, bias)
+        # the raw projection (TB, GH) is not kept: the backward recomputes it (one GEMM)
+        a_all, s["xmu"], s["xrs"] = _ln(x2 @ p.w_ih.t(), p.g_ih, bias)
         s["hh"] = x.new_empty(T, B, GH)
         s["hmu"], s["hrs"] = x.new_empty(T, B, 1), x.new_empty(T, B, 1)
     elif bias is None:
@@ -320,9 +320,13 @@ def _weight_grads(spec: Spec, x: Tensor, h0: Tensor, p: Params, s: dict, DH, acc
     dA = A.view(T * B, GH)
     db = dA.sum(0) if (p.b_ih is not None or p.b_hh is not None) else None
     dg_ih = None
-    if spec.layer_norm:
+    if spec.layer_norm:                 # free dhh, then recompute the raw input projection
+        del dHH
+        s["dhh"] = None
+        xraw = x.reshape(T * B, F) @ p.w_ih.t()
         dA, dg_ih, _ = torch.ops.aten.native_layer_norm_backward(
-            dA, s["xraw"], (GH,), s["xmu"], s["xrs"], p.g_ih, None, [True, True, False])
+            dA, xraw, (GH,), s["xmu"], s["xrs"], p.g_ih, None, [True, True, False])
+        del xraw
     if p.w_ih is None:                                     # x was the projected input
         dw_ih, dx = None, A
     else:
@@ -338,6 +342,11 @@ def _weight_grads(spec: Spec, x: Tensor, h0: Tensor, p: Params, s: dict, DH, acc
             acc.get("w_cd"))
 
 
+def _stand_in(t: Tensor) -> Tensor:
+    """A tensor of t's shape, dtype and device that holds one element (zero strides)."""
+    return torch.empty_strided(t.shape, (0,) * t.dim(), dtype=t.dtype, device=t.device)
+
+
 class LSTMSequence(torch.autograd.Function):
     """apply(spec, x, h0, c0, mask, *Params) -> (out, h_T, c_T), and every step's cell
     (T, B, H) as a fourth output when spec.emit_cell."""
@@ -350,6 +359,10 @@ class LSTMSequence(torch.autograd.Function):
         s.pop("Hc" if ctx.shared[0] else "", None)
         s.pop("M" if ctx.shared[1] else "", None)
         ctx.s = s
+        if p.w_ih is None:      # the backward reads only the shapes of a pre-projected x
+            x = _stand_in(x)    # and of the depth gate's input part: let them be freed
+        if p.d_in is not None:
+            params = params[:10] + (_stand_in(p.d_in),) + params[11:]
         ctx.save_for_backward(x, h0, c0, mask, out, *params)
         if spec.emit_cell:
             cells = s["C"] * mask if mask is not None else s["C"].clone()
