@@ -86,13 +86,13 @@ def test_demo_runs_end_to_end_on_a_tiny_budget(tmp_path, capsys, monkeypatch):
 
 @pytest.mark.slow
 def test_lstm_beats_the_plain_rnn_at_the_longest_gap(tmp_path):
-    """The seed's claim on the built-in corpus: after the same 4000 steps (about three
-    minutes per model on an idle core), the LSTM predicts the language 80 tokens after the
-    birthplace well above chance (1/8) and the tanh RNN does not. When the LSTM learns the
-    dependency varies with seed and build (docs/results/next-word): seed 0 had 0.90 at gap
-    80 after 1500 steps on one machine and 0.12 after 2000 on another, so it gets 4000."""
-    cfg = next_word.Config(archs=("rnn", "lstm"), steps=4000, probes=60)
+    """The seed's claim on the built-in corpus, at the demo's own 2000 steps (about a
+    minute and a half per model on an idle core): the LSTM predicts the language 80 tokens
+    after the birthplace well above chance (1/8) and the tanh RNN does not. Seeds 0-2 of
+    the demo configuration gave the LSTM 0.92-1.00 at gap 80 and the RNN 0.12-0.13
+    (docs/results/next-word); the bar leaves room for other builds."""
+    cfg = next_word.Config(archs=("rnn", "lstm"), steps=2000, probes=60)
     result = next_word.run(cfg, tmp_path)
     lstm = result["results"]["lstm"]["accuracy"]["language"]["80"]
     rnn = result["results"]["rnn"]["accuracy"]["language"]["80"]
-    assert lstm > 0.4 and lstm > rnn + 0.2, (lstm, rnn)
+    assert lstm > 0.6 and lstm > rnn + 0.4, (lstm, rnn)

@@ -125,7 +125,7 @@ def render(result: dict, brief: bool = False) -> str:
             f"{load0[0]:.1f} / {load1[0]:.1f}"
             + (" — the machine was shared and loaded, so absolute times are noisy; the "
                "ratios come from interleaved rounds and are the numbers to read."
-               if max(load0[0], load1[0]) > 1.5 else "."), ""]
+               if load0[0] > 1.0 else " (the run's own threads count in the second)."), ""]
     by_shape: dict[str, list] = {}
     for c in result["cases"]:
         by_shape.setdefault(c["shape"]["name"], []).append(c)

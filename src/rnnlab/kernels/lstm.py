@@ -98,8 +98,8 @@ def forward_pass(spec: Spec, x: Tensor, h0: Tensor, c0: Tensor, mask, p: Params)
     if p.w_ih is None:                                                  # pre-projected
         a_all = x2 + bias if bias is not None else x2.clone()
     elif spec.layer_norm:
-        # the raw projection (TB, GH) is not kept: the backward recomputes it (one GEMM)
-        a_all, s["xmu"], s["xrs"] = _ln(x2 @ p.w_ih.t(), p.g_ih, bias)
+        s["xraw"] = x2 @ p.w_ih.t()                                     # (TB, GH)
+        a_all, s["xmu"], s["xrs"] = _ln(s["xraw"], p.g_ih, bias)
         s["hh"] = x.new_empty(T, B, GH)
         s["hmu"], s["hrs"] = x.new_empty(T, B, 1), x.new_empty(T, B, 1)
     elif bias is None:
@@ -320,13 +320,11 @@ def _weight_grads(spec: Spec, x: Tensor, h0: Tensor, p: Params, s: dict, DH, acc
     dA = A.view(T * B, GH)
     db = dA.sum(0) if (p.b_ih is not None or p.b_hh is not None) else None
     dg_ih = None
-    if spec.layer_norm:                 # free dhh, then recompute the raw input projection
+    if spec.layer_norm:                 # dhh is spent: free it before the next buffer
         del dHH
         s["dhh"] = None
-        xraw = x.reshape(T * B, F) @ p.w_ih.t()
         dA, dg_ih, _ = torch.ops.aten.native_layer_norm_backward(
-            dA, xraw, (GH,), s["xmu"], s["xrs"], p.g_ih, None, [True, True, False])
-        del xraw
+            dA, s["xraw"], (GH,), s["xmu"], s["xrs"], p.g_ih, None, [True, True, False])
     if p.w_ih is None:                                     # x was the projected input
         dw_ih, dx = None, A
     else:
