@@ -44,13 +44,13 @@ def bars(result: dict) -> list[dict]:
 
 # why a bar can be missed and what would close it, shown under the table for missed bars
 WHY = {
-    "peak training memory": "the kernels keep the gate activations (T, B, GH), cells and "
-    "outputs for the backward and allocate the gate gradients once in it, as torch's fused "
-    "op does; layer norm also keeps the raw input and recurrent projections (2 x (T, B, 4H)) "
-    "for its backward, the Depth-Gated LSTM its projected input (T, B, 6H) under "
-    "autograd plus the depth gate, and the Grid LSTM the activations of two LSTM transforms "
-    "(time and depth) per step. Recomputing those in the backward would trade time for "
-    "memory.",
+    "peak training memory": "the kernels keep what torch's fused op keeps (gate "
+    "activations (T, B, GH), cells, outputs) plus, per architecture: layer norm the raw input "
+    "and recurrent projections (2 x (T, B, 4H)) for its normalisation backward; the "
+    "Depth-Gated LSTM the depth gate and the lower cells (2 x (T, B, H)) and their gradients; "
+    "the Grid LSTM the activations of a second LSTM transform (depth). Recomputing them in "
+    "the backward would trade time for memory (layer norm: recomputing the input projection "
+    "gave 1.25x memory at about 12% more time, so it is not done).",
     "rnnlab.LSTM fwd+bwd": "the plain configuration calls torch's own fused op, so any "
     "distance from 1.0 is measurement noise on the shared machine.",
     "rnnlab.GRU": "both sides are GEMM-bound (one input GEMM, one recurrent GEMM per step); "
