@@ -91,7 +91,10 @@ def _own_gates(layer_cells, x):
 
 @pytest.mark.parametrize("arch", [a for a in rnnlab.available() if a != "grid_lstm"])
 def test_every_stacked_architecture_reports_its_cells_own_gates(arch):
-    model = _lm(arch)
+    # float64: the traced step loop and the core's kernel must agree to rounding; in
+    # float32 this tiny layer-norm model (weights x3, N(0, 1) inputs) is ill-conditioned:
+    # both paths land 0.006-0.011 from its float64 output
+    model = _lm(arch).double()
     with torch.no_grad():
         x = model.embed(torch.tensor(_ids())[:, None])                  # (T, 1, E)
         out, traces = trace_gates(model.core, x)
