@@ -360,7 +360,7 @@ class LSTMSequence(torch.autograd.Function):
         if p.w_ih is None:      # the backward reads only the shapes of a pre-projected x
             x = _stand_in(x)    # and of the depth gate's input part: let them be freed
         if p.d_in is not None:
-            params = params[:10] + (_stand_in(p.d_in),) + params[11:]
+            params = tuple(p._replace(d_in=_stand_in(p.d_in)))     # all 13 were given
         ctx.save_for_backward(x, h0, c0, mask, out, *params)
         if spec.emit_cell:
             cells = s["C"] * mask if mask is not None else s["C"].clone()
