@@ -27,14 +27,19 @@ def kernels_enabled() -> bool:
 
 
 @contextlib.contextmanager
-def use_kernels(enabled: bool = True) -> Iterator[None]:
-    """Context manager: run cells with (True) or without (False) their kernels."""
-    old = _ENABLED[0]
-    _ENABLED[0] = bool(enabled)
+def switched(flag: list, enabled: bool) -> Iterator[None]:
+    """Context manager: set a one-element flag list to ``enabled``, restore it after."""
+    old = flag[0]
+    flag[0] = bool(enabled)
     try:
         yield
     finally:
-        _ENABLED[0] = old
+        flag[0] = old
+
+
+def use_kernels(enabled: bool = True):
+    """Context manager: run cells with (True) or without (False) their kernels."""
+    return switched(_ENABLED, enabled)
 
 
 def same_method(cell, base: type, *names: str) -> bool:

@@ -25,13 +25,12 @@ that ran on the Triton kernels. A kernel that fails to compile is reported once 
 (``LSTMGates``, ``GRUGates``) work on any device Triton can run on, so the tests run them
 on CPU tensors under the Triton interpreter (``TRITON_INTERPRET=1``).
 """
-import contextlib
-from typing import Iterator, Optional
+from typing import Optional
 
 import torch
 from torch import Tensor
 
-from . import STATS
+from . import STATS, switched
 
 try:                                      # optional: CPU installs have no triton
     import triton
@@ -44,15 +43,9 @@ LAST_ERROR: list = []                     # the compile / launch errors that swi
 _PROBED: dict = {}                        # (kind, flags, dtype, device) -> bool: kernel works
 
 
-@contextlib.contextmanager
-def use_triton(enabled: bool = True) -> Iterator[None]:
+def use_triton(enabled: bool = True):
     """Context manager: CUDA steps use (True) or skip (False) the Triton gate kernels."""
-    old = ENABLED[0]
-    ENABLED[0] = bool(enabled)
-    try:
-        yield
-    finally:
-        ENABLED[0] = old
+    return switched(ENABLED, enabled)
 
 
 if triton is not None:
