@@ -173,7 +173,7 @@ def test_backward_twice_with_retained_graph(cell):
     torch.testing.assert_close(g1, g2)
 
 
-# -- incremental inference (rnnlab.kernels.step) -----------------------------------------
+# -- incremental inference (rnnlab.stepper) -----------------------------------------
 
 @pytest.mark.parametrize("make,kinds", [
     (lambda: rnnlab.LSTM(5, 6, 2), ["lstm-fused"] * 2),
@@ -186,7 +186,7 @@ def test_backward_twice_with_retained_graph(cell):
                              rnnlab.Recurrent(LSTMCell(6, 6))]), ["lstm-fused"] * 2),
 ], ids=["lstm", "lstm-proj", "lstm-ln-peep", "rnn-relu", "gru", "clockwork", "stacked"])
 def test_stepper_equals_whole_sequence_forward(make, kinds):
-    from rnnlab.kernels.step import Stepper
+    from rnnlab.stepper import Stepper
 
     torch.manual_seed(0)
     core = _perturbed(make().eval())
@@ -212,7 +212,7 @@ def _flat(state):
 
 
 def test_stepper_bare_cell_and_bidirectional_refused():
-    from rnnlab.kernels.step import Stepper
+    from rnnlab.stepper import Stepper
 
     cell = LSTMCell(3, 4)
     x = torch.randn(2, 3)

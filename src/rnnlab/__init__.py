@@ -3,7 +3,7 @@ applications and the papers' experiments."""
 from functools import partial
 
 from . import cells
-from .fronts import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+from .layers import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 from .layers import Bidirectional, Recurrent, Stacked, detach_state, map_state, run_cell
 from .registry import available, build, register
 

@@ -26,7 +26,7 @@ from torch import Tensor
 from .checkpoint import RunDir, load_model_state
 from .data.text import UNK, Vocab, detokenize, is_word_char, tokenize
 from .errors import UserError
-from .kernels.step import Stepper
+from .stepper import Stepper
 from .models.lm import LanguageModel, LMConfig
 from .registry import available
 
@@ -35,7 +35,7 @@ class Predictor:
     def __init__(self, model: LanguageModel, vocab: Vocab) -> None:
         self.model = model.eval()
         self.vocab = vocab
-        try:                              # fused one-token path, prepared once (kernels.step)
+        try:                              # fused one-token path, prepared once (rnnlab.stepper)
             self._stepper: Stepper | None = Stepper(model.core)
         except ValueError:                # a core it cannot step: the model's own step
             self._stepper = None

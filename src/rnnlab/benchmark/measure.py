@@ -172,8 +172,8 @@ def step_contenders(hidden: int, layers: int, tokens: int, device: str = "cpu"):
     """Per-token inference through a stacked LSTM core at batch 1, state carried: torch.nn
     .LSTM called once per token, rnnlab.LSTM likewise, and rnnlab's Stepper. Returns
     (name -> callable running ``tokens`` tokens, the torch module)."""
-    from ..fronts import LSTM
-    from ..kernels.step import Stepper
+    from ..layers import LSTM
+    from ..stepper import Stepper
 
     torch.manual_seed(0)
     ref = nn.LSTM(hidden, hidden, layers).to(device)

@@ -27,7 +27,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from ..layers import Recurrent, Stacked, _loop
+from ..layers.recurrent import Recurrent, Stacked, _loop
 from .base import check_shape, shape_str
 from .clockwork_kernel import ClockworkSequence, make_plan
 from .elman import ACTIVATIONS, ElmanCell

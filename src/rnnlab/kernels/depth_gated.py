@@ -24,7 +24,7 @@ def run_sequence(cell, x: Tensor, state, lengths=None):
     """The Depth-Gated LSTM cell over x (T, B, F[+H]) from state; (out, LSTMState)."""
     from ..cells.depth_gated import DepthGatedLSTMCell
     from ..cells.lstm import LSTMState
-    from ..layers import _loop
+    from ..layers.recurrent import _loop
 
     if (0 in x.shape[:2] or not kernels_enabled() or cell.layer_norm or cell.proj_size
             or not same_method(cell, DepthGatedLSTMCell, "step", "project_input",

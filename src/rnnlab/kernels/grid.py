@@ -51,7 +51,7 @@ def depth_reads_new_time(block) -> bool:
 def run_sequence(cell, x: Tensor, state, lengths=None):
     """The Grid layer cell over x (T, B, H or 2H) from state; (out, GridState)."""
     from ..cells.grid import GridState
-    from ..layers import _loop
+    from ..layers.recurrent import _loop
 
     if 0 in x.shape[:2] or not kernels_enabled() or not supported(cell):
         return _loop(cell, x, state, lengths)

@@ -26,7 +26,7 @@ from . import STATS, RecurrentGemm, kernels_enabled, same_method, step_mask
 def run_sequence(cell, x: Tensor, state, lengths=None):
     """The GRU cell over x (T, B, F) from state; (out (T, B, H), GRUState)."""
     from ..cells.gru import GRUCell, GRUState
-    from ..layers import _loop
+    from ..layers.recurrent import _loop
 
     if 0 in x.shape[:2] or not kernels_enabled() or not same_method(
             cell, GRUCell, "step", "project_input", "gate_activations"):

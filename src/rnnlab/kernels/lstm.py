@@ -64,7 +64,7 @@ def cell_params(cell) -> Params:
 def run_sequence(cell, x: Tensor, state, lengths=None):
     """The LSTM cell over x (T, B, F) from state; (out (T, B, P), LSTMState)."""
     from ..cells.lstm import LSTMCell, LSTMState
-    from ..layers import _loop
+    from ..layers.recurrent import _loop
 
     if 0 in x.shape[:2] or not kernels_enabled() or not same_method(
             cell, LSTMCell, "step", "project_input", "preactivation", "cell_update",

@@ -19,11 +19,11 @@ import torch.nn.functional as F
 from torch import Tensor, _VF, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from .cells.base import check_features, check_shape, shape_str
-from .cells.elman import ElmanCell, ElmanState
-from .cells.gru import GRUCell as _GRUCell, GRUState
-from .cells.lstm import LSTMCell as _LSTMCell, LSTMState
-from .layers import check_lengths, repack_output, run_cell
+from ..cells.base import check_features, check_shape, shape_str
+from ..cells.elman import ElmanCell, ElmanState
+from ..cells.gru import GRUCell as _GRUCell, GRUState
+from ..cells.lstm import LSTMCell as _LSTMCell, LSTMState
+from .recurrent import check_lengths, repack_output, run_cell
 
 _KEY = re.compile(r"^cells\.(\d+)\.(\w+)$")
 

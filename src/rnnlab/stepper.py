@@ -24,10 +24,10 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from ..cells.base import Cell
-from ..cells.elman import ACTIVATIONS, ElmanCell
-from ..cells.lstm import LSTMCell, LSTMState
-from . import same_method
+from .cells.base import Cell
+from .cells.elman import ACTIVATIONS, ElmanCell
+from .cells.lstm import LSTMCell, LSTMState
+from .kernels import same_method
 
 
 def _cells_of(core: nn.Module) -> tuple[list[Cell], bool]:

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
-from .cells.base import Cell, check_features, shape_str
+from ..cells.base import Cell, check_features, shape_str
 
 
 def map_state(fn, state: Any) -> Any:
