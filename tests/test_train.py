@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from rnnlab.checkpoint import RunDir, flatten_state, unflatten_state
+from rnnlab.checkpoint import flatten_state, unflatten_state
+from rnnlab.models.lm import LMConfig
+from rnnlab.rundir import RunDir
 from rnnlab.cli import main
 from rnnlab.train import Trainer, TrainConfig, evaluate, lr_at
 
@@ -132,7 +134,8 @@ def test_schedule_warms_up_then_decays_to_min_lr():
 
 
 def test_training_lowers_validation_loss(tmp_path):
-    cfg = TrainConfig(level="word", embedding=16, hidden=32, layers=1, batch=8, bptt=20,
+    cfg = TrainConfig(level="word", model=LMConfig(embedding=16, hidden=32, layers=1),
+                      batch=8, bptt=20,
                       lr=1e-2, max_steps=60, eval_every=0, save_every=0,
                       corpus_tokens=8000)
     tr = Trainer(cfg, tmp_path / "run", quiet=True)

@@ -23,12 +23,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .checkpoint import RunDir, load_model_state
+from .checkpoint import model_from_weights
 from .data.text import UNK, Vocab, detokenize, is_word_char, tokenize
 from .errors import UserError
 from .stepper import Stepper
-from .models.lm import LanguageModel, LMConfig
-from .registry import available
+from .models.lm import LanguageModel
+from .rundir import RunDir, load_vocab, model_config
 
 
 class Predictor:
@@ -46,25 +46,14 @@ class Predictor:
 
     @classmethod
     def load(cls, run_dir: str | Path) -> "Predictor":
+        """The run's best model and vocabulary, every file checked (rnnlab.rundir)."""
         run = RunDir(run_dir)
-        cfg = run.config()
-        try:
-            mcfg = LMConfig(**cfg["model"])
-        except (KeyError, TypeError) as e:
-            raise UserError(f"{run.path}/config.json: model settings are damaged ({e})") from None
-        if mcfg.arch not in available():
-            raise UserError(f"{run.path}: architecture {mcfg.arch!r} is not available in this "
-                            f"rnnlab (have: {', '.join(available())})")
-        try:
-            vocab = Vocab.from_json(run.vocab())
-        except (KeyError, TypeError) as e:
-            raise UserError(f"{run.path}/vocab.json: damaged ({e})") from None
+        mcfg = model_config(run)
+        vocab = load_vocab(run)
         if len(vocab) != mcfg.vocab_size:
             raise UserError(f"{run.path}: vocab.json has {len(vocab)} tokens but the model "
                             f"expects {mcfg.vocab_size}; the run directory is inconsistent")
-        model = LanguageModel.from_config(mcfg)
-        load_model_state(model, run.model_weights(), run.path)
-        return cls(model, vocab)
+        return cls(model_from_weights(mcfg, run.model_weights(), run.path), vocab)
 
     # -- the incremental state ------------------------------------------------------------
     def reset(self) -> None:
