@@ -19,7 +19,7 @@ import json
 import math
 import types
 import typing
-from dataclasses import MISSING, Field, fields
+from dataclasses import MISSING, Field, field, fields
 from typing import Any
 
 from .errors import UserError
@@ -73,7 +73,16 @@ def check_value(f: Field, kind: type, value: Any) -> Any:
 def flag_type(cls, name: str):
     """argparse ``type=`` for field ``name`` of dataclass ``cls``: parse, then check."""
     f = next(x for x in fields(cls) if x.name == name)
-    kind, _ = _kinds(cls)[name]
+    return _parser(_kinds(cls)[name][0], f.metadata.get("check"))
+
+
+def number(kind: type, check: str | None = None):
+    """argparse ``type=`` for a flag of no settings class: ``number(int, "positive")``."""
+    return _parser(kind, check)
+
+
+def _parser(kind: type, check: str | None):
+    f = field(metadata={"check": check} if check else {})
 
     def parse(text: str):
         try:

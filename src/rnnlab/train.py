@@ -145,7 +145,8 @@ class Trainer:
     """One training run in a run directory: ``Trainer(cfg, out).run()``.
 
     ``resume``: continue the run in ``out``; ``given`` names the settings the user gave
-    explicitly, which a resumed run applies or refuses (rnnlab.resume). Holds the run
+    explicitly, which a resumed run applies or refuses (rnnlab.resume; default: the
+    budgets set in ``cfg``). Holds the run
     directory's writer lock from construction to the end of ``run()`` (or ``close()``).
     """
 
@@ -166,7 +167,9 @@ class Trainer:
             saved = self.run_dir.config()
             old = TrainConfig.from_json(saved["train"], saved["model"],
                                         f"{self.run_dir.path}/config.json")
-            self.cfg, self.changes = merge_resume(old, cfg, given or set())
+            if given is None:                      # a library call: its budgets count
+                given = {b for b in ("max_steps", "max_time") if getattr(cfg, b) is not None}
+            self.cfg, self.changes = merge_resume(old, cfg, given)
             self.corpus = load_corpus(self.cfg, load_vocab(self.run_dir))
             _check_same_data(saved, self.corpus, self.run_dir.path)
             checkpoint = self.run_dir.load_checkpoint()
@@ -191,8 +194,6 @@ class Trainer:
             self.run_dir.create(self._config_json(), self.corpus.vocab.to_json())
         else:
             self._restore(*checkpoint[1:])
-            if self.changes:
-                self.run_dir.write_config(self._config_json())
 
     def close(self) -> None:
         """Release the run directory (``run()`` does this itself when it ends)."""
@@ -336,6 +337,8 @@ class Trainer:
             raise UserError(f"{self.run_dir.path}: the run already reached its budget (step "
                             f"{self.step}, {self.elapsed:.0f} s; --max-steps {c.max_steps}, "
                             f"--max-time {c.max_time}); give a larger budget to train on")
+        if self.changes:
+            self.run_dir.write_config(self._config_json())
         stop = _StopFlag()
         bar = Progress(c.max_steps or c.max_time, desc=c.model.arch, enabled=not self.quiet)
         bar.n = self.step if c.max_steps else self.elapsed

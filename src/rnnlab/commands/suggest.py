@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 from ..infer import Predictor
+from ..settings import number
 
 HELP = "suggest the next word(s) for a text, or interactively as you type (no text)"
 
@@ -12,7 +13,7 @@ HELP = "suggest the next word(s) for a text, or interactively as you type (no te
 def add_arguments(parser) -> None:
     parser.add_argument("run", type=Path, help="run directory written by `rnnlab train`")
     parser.add_argument("text", nargs="?", help="the text typed so far (omit: interactive)")
-    parser.add_argument("-k", type=int, default=3, help="how many suggestions")
+    parser.add_argument("-k", type=number(int, "positive"), default=3, help="how many suggestions")
     parser.add_argument("-i", "--interactive", action="store_true",
                         help="read keystrokes (or lines, when piped) and update suggestions")
 

@@ -16,7 +16,7 @@ from .. import available
 from ..errors import UserError
 from ..models.lm import LMConfig
 from ..registry import _REGISTRY
-from ..settings import arch_options, flag_type
+from ..settings import arch_options, flag_type, number
 from ..train import Trainer, TrainConfig
 
 HELP = "train a next-token language model on TEXT (a UTF-8 file or folder; default built-in)"
@@ -60,7 +60,7 @@ def add_arguments(parser) -> None:
                         help="an option of the architecture, VALUE a JSON literal, e.g. "
                         "--arch-option num_modules=8 (repeatable; see the architecture's "
                         "parameters)")
-    parser.add_argument("--threads", type=flag_type(TrainConfig, "batch"), metavar="N",
+    parser.add_argument("--threads", type=number(int, "positive"), metavar="N",
                         help="torch CPU threads (default: torch's)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
