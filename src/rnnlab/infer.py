@@ -9,7 +9,9 @@ extends the previous call (typing) costs one ``step`` per new token, and deletin
 characters goes back to a saved state instead of re-reading the prefix.
 
 - Word level: the next-word distribution; if the text ends inside a word, the vocabulary
-  words that complete it, with their probabilities.
+  words that complete it, with their probabilities. When the typed word is itself a word
+  ("free so"), its longer completions ("software") and the words after it compete by the
+  probability of the whole continuation, P(so) P(next | so) against P(software).
 - Char level: beam search over characters until a non-word character ends the word; the
   probability of a word includes the character that ends it.
 """
@@ -103,11 +105,19 @@ class Predictor:
 
     def _suggest_words(self, text: str, k: int) -> list[tuple[str, float]]:
         toks = tokenize(text, "word")
-        if toks and text and is_word_char(text[-1]) and toks[-1] not in self.vocab.index:
-            words = self._next_words(toks[:-1], toks[-1], k)   # complete the word typed
-            if words:
-                return words
-        return self._next_words(toks, "", k)                   # a known word is complete
+        if not (toks and text and is_word_char(text[-1])):
+            return self._next_words(toks, "", k)                 # after a space: next words
+        partial = toks[-1]
+        completions = self._next_words(toks[:-1], partial, k + 1)
+        if partial not in self.vocab.index:                      # complete the word typed
+            return completions[:k] or self._next_words(toks, "", k)
+        # the typed text is itself a word ("so"): the longer words it starts ("software")
+        # compete with the words after it, each by the probability of the whole continuation
+        p_word = next((p for w, p in completions if w == partial), 0.0)
+        longer = [(w, p) for w, p in completions if w.lower() != partial.lower()]
+        after = [(w, p_word * p) for w, p in self._next_words(toks, "", k)
+                 if not w.lower().startswith(partial.lower())]
+        return sorted(longer + after, key=lambda wp: -wp[1])[:k]
 
     def _next_words(self, toks: list[str], partial: str, k: int) -> list[tuple[str, float]]:
         self.unknown = self.vocab.unknown(toks)
