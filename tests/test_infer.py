@@ -103,3 +103,19 @@ def test_predictor_step_matches_the_full_sequence_forward(word_run):
     with torch.no_grad():
         full, _ = pred.model(torch.tensor([pred.start_id] + ids)[:, None])
     assert torch.allclose(logits, full[-1, 0], atol=1e-5)
+
+
+def test_a_long_prompt_is_read_in_chunks_with_bounded_memory(char_run, monkeypatch):
+    import rnnlab.infer as infer
+    prompt = (TEXT * 8)[: 3 * infer.CACHE + 77]
+    pred = Predictor.load(char_run)
+    logits, _ = pred.read(pred.encode(prompt))
+    assert len(pred._states) == len(pred._logits) <= infer.CACHE + 1
+    monkeypatch.setattr(infer, "CACHE", 10**9)                # every token stepped, all kept
+    ref = Predictor.load(char_run)
+    ref_logits, _ = ref.read(ref.encode(prompt))
+    assert len(ref._states) == len(prompt) + 1
+    assert torch.allclose(logits, ref_logits, atol=1e-4)
+    monkeypatch.undo()
+    short = prompt[:40]                                    # deleting past the window
+    _same(pred.suggest(short, 3), Predictor.load(char_run).suggest(short, 3))

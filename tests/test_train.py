@@ -143,3 +143,16 @@ def test_training_lowers_validation_loss(tmp_path):
     after = tr.run()["valid_nats"]
     assert after < before - 0.5
     assert RunDir(tmp_path / "run").config()["model"]["arch"] == "lstm"
+
+
+def test_elapsed_time_counts_validation(tmp_path, monkeypatch):
+    import rnnlab.train as train
+
+    def slow_evaluate(*args, **kwargs):
+        time.sleep(0.4)
+        return 3.0
+    monkeypatch.setattr(train, "evaluate", slow_evaluate)
+    cfg = TrainConfig(level="word", model=LMConfig(embedding=8, hidden=8, layers=1), batch=4,
+                      bptt=8, max_steps=2, eval_every=1, save_every=0, corpus_tokens=3000)
+    result = Trainer(cfg, tmp_path / "run", quiet=True).run()
+    assert result["elapsed"] >= 0.8 and result["session"] >= 0.8   # was 0.01 s: steps only

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,10 @@ from .errors import UserError
 from .stepper import Stepper
 from .models.lm import LanguageModel
 from .rundir import RunDir, load_vocab, model_config
+
+
+CACHE = 256           # positions whose state and logits a predictor keeps
+CHUNK = 1024          # tokens per forward pass when reading a long new stretch
 
 
 class Predictor:
@@ -62,8 +67,8 @@ class Predictor:
         """Forget everything read; the cache holds the state after the start token."""
         logits, state = self.step(self.start_id, None)
         self._ids: list[int] = []
-        self._states: list[Any] = [state]
-        self._logits: list[Tensor] = [logits]
+        self._states: deque[Any] = deque([state])
+        self._logits: deque[Tensor] = deque([logits])
 
     @torch.inference_mode()
     def step(self, token: int, state: Any) -> tuple[Tensor, Any]:
@@ -75,18 +80,42 @@ class Predictor:
         return self.model.head(h)[0], state
 
     def read(self, ids: list[int]) -> tuple[Tensor, Any]:
-        """Logits and state after ``ids``, reusing the longest cached prefix."""
+        """Logits and state after ``ids``, reusing the longest cached prefix.
+
+        The states and logits of the last ``CACHE`` positions are kept (typing and
+        deleting); a longer new stretch is read in chunks of ``CHUNK`` tokens through the
+        model's forward, keeping nothing per token, so memory does not grow with the
+        prompt's length times the vocabulary."""
         p = 0
         for a, b in zip(self._ids, ids):
             if a != b:
                 break
             p += 1
-        del self._ids[p:], self._states[p + 1:], self._logits[p + 1:]
-        for tok in ids[p:]:
+        first = len(self._ids) + 1 - len(self._states)      # position of _states[0]
+        if p < first:                                        # before the window: start over
+            self.reset()
+            p = first = 0
+        del self._ids[p:]
+        while len(self._states) > p - first + 1:
+            self._states.pop()
+            self._logits.pop()
+        new = ids[p:]
+        bulk = new[: max(0, len(new) - CACHE)]
+        if bulk:
+            state = self._states[-1]
+            with torch.inference_mode():
+                for i in range(0, len(bulk), CHUNK):
+                    out, state = self.model(torch.tensor(bulk[i: i + CHUNK])[:, None], state)
+            self._ids.extend(bulk)
+            self._states, self._logits = deque([state]), deque([out[-1, 0]])
+        for tok in new[len(bulk):]:
             logits, state = self.step(tok, self._states[-1])
             self._ids.append(tok)
             self._states.append(state)
             self._logits.append(logits)
+            if len(self._states) > CACHE + 1:
+                self._states.popleft()
+                self._logits.popleft()
         return self._logits[-1], self._states[-1]
 
     def encode(self, text: str) -> list[int]:
