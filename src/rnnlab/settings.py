@@ -30,9 +30,10 @@ _CHECKS = {
     "fraction": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
     "seed": (lambda v: 0 <= v < 2**63, "an integer in [0, 2**63)"),
 }
-# build() arguments the language model sets itself; not architecture options
+# build() arguments the language model sets itself, and ``bidirectional`` (a language model
+# that read the future would learn to copy it): not architecture options
 _RESERVED = {"input_size", "hidden_size", "num_layers", "dropout", "batch_first", "device",
-             "dtype", "self"}
+             "dtype", "self", "bidirectional"}
 
 
 def _kinds(cls) -> dict[str, tuple[type, bool]]:
