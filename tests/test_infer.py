@@ -6,7 +6,7 @@ import torch
 from rnnlab.data.text import is_word_char
 from rnnlab.infer import Predictor
 from rnnlab.models.lm import LMConfig
-from rnnlab.train import Trainer, TrainConfig
+from rnnlab.train import TrainConfig, Trainer
 
 TEXT = ("She was born in France and grew up speaking French. He was born in Spain and "
         "grew up speaking Spanish. The clouds in the sky are blue. The grass is green.\n")
@@ -27,7 +27,8 @@ def char_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("char")
     (root / "t.txt").write_text(TEXT * 30)
     cfg = TrainConfig(text=str(root / "t.txt"), level="char",
-                      model=LMConfig(arch="gru", embedding=16, hidden=48, layers=1), batch=8, bptt=32, lr=1e-2, max_steps=120,
+                      model=LMConfig(arch="gru", embedding=16, hidden=48, layers=1), batch=8,
+                      bptt=32, lr=1e-2, max_steps=120,
                       eval_every=0, save_every=0)
     Trainer(cfg, root / "run", quiet=True).run()
     return root / "run"

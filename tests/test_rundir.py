@@ -18,7 +18,7 @@ from rnnlab.checkpoint import load_tensors, read_json, save_tensors, write_json
 from rnnlab.cli import main
 from rnnlab.models.lm import LMConfig
 from rnnlab.rundir import LOCK, MARKER, RunDir
-from rnnlab.train import Trainer, TrainConfig
+from rnnlab.train import TrainConfig, Trainer
 
 TINY = ["--embedding", "8", "--hidden", "12", "--batch", "4", "--bptt", "8",
         "--corpus-tokens", "3000", "--eval-every", "0", "--threads", "1", "--quiet"]

@@ -6,7 +6,8 @@ import os
 import shutil
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from rnnlab.checkpoint import read_json, write_json
 from rnnlab.cli import build_parser, main
@@ -15,8 +16,8 @@ TINY = ["--embedding", "8", "--hidden", "12", "--batch", "4", "--bptt", "8",
         "--corpus-tokens", "3000", "--eval-every", "0", "--threads", "1", "--quiet"]
 FILES = ["config.json", "last.json", "best.json", "vocab.json",
          "checkpoints/step-000000004/trainer.json"]
-FUZZ = settings(max_examples=int(os.environ.get("RNNLAB_FUZZ_EXAMPLES", 40)), deadline=None, database=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(max_examples=int(os.environ.get("RNNLAB_FUZZ_EXAMPLES", 40)), deadline=None,
+                database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70),
                     st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=12))

@@ -29,10 +29,9 @@ from torch import Tensor
 from .checkpoint import model_from_weights
 from .data.text import UNK, Vocab, detokenize, is_word_char, tokenize
 from .errors import UserError
-from .stepper import Stepper
 from .models.lm import LanguageModel
 from .rundir import RunDir, load_vocab, model_config
-
+from .stepper import Stepper
 
 CACHE = 256           # positions whose state and logits a predictor keeps
 CHUNK = 1024          # tokens per forward pass when reading a long new stretch

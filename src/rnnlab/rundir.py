@@ -31,8 +31,15 @@ from pathlib import Path
 
 from torch import Tensor
 
-from .checkpoint import (TEMP_PREFIX, atomic_write_bytes, fsync_dir, load_tensors, read_json, save_tensors,
-                         write_json)
+from .checkpoint import (
+    TEMP_PREFIX,
+    atomic_write_bytes,
+    fsync_dir,
+    load_tensors,
+    read_json,
+    save_tensors,
+    write_json,
+)
 from .data.text import LEVELS, Vocab
 from .errors import UserError
 from .models.lm import LMConfig

@@ -30,7 +30,8 @@ def add_arguments(parser) -> None:
                         f"architectures share the rest (default {d.budget:g})")
     parser.add_argument("--archs", help="comma-separated architectures (default: rnn, lstm, "
                         "gru, then every other registered one)")
-    parser.add_argument("--seed", type=number(int, "seed"), default=d.seed, help="corpus and model seed")
+    parser.add_argument("--seed", type=number(int, "seed"), default=d.seed,
+                        help="corpus and model seed")
     parser.add_argument("--resume", action="store_true",
                         help="continue or reuse the runs already in OUT/runs (after Ctrl-C)")
     parser.add_argument("--threads", type=number(int, "nonneg"), default=0,

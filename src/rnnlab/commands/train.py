@@ -17,7 +17,7 @@ from ..errors import UserError
 from ..models.lm import LMConfig
 from ..registry import _REGISTRY
 from ..settings import arch_options, flag_type, number
-from ..train import Trainer, TrainConfig
+from ..train import TrainConfig, Trainer
 
 HELP = "train a next-token language model on TEXT (a UTF-8 file or folder; default built-in)"
 _DEFAULTS = TrainConfig()

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..data.corpus import CorpusConfig, generate
-from ..progress import Progress
 from ..models.lm import LMConfig
-from ..train import Trainer, TrainConfig, load_corpus
+from ..progress import Progress
+from ..train import TrainConfig, Trainer, load_corpus
 from . import atomic_write_text, machine_description, write_outputs
 from ._compare import architectures, hidden_for_budget, markdown_table, pyplot, threads
 

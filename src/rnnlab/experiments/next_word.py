@@ -27,7 +27,7 @@ from ..infer import Predictor
 from ..models.lm import LanguageModel, LMConfig
 from ..registry import available
 from ..rundir import RunDir
-from ..train import Trainer, TrainConfig, evaluate
+from ..train import TrainConfig, Trainer, evaluate
 from . import machine_description, write_outputs
 
 NAME = "next_word"
