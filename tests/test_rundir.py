@@ -94,6 +94,13 @@ def test_an_empty_folder_becomes_a_run_and_checkpoints_only_delete_their_own(tmp
         "notes", "step-000000010"]
 
 
+def test_a_run_of_an_older_format_is_named_as_such_and_kept(run, capsys):
+    (run / MARKER).unlink()                            # what a version-1 run looked like
+    before = snapshot(run)
+    rc, err = cli(capsys, "train", "--out", str(run), "--resume", "--max-steps", "9")
+    assert rc == 2 and "older rnnlab" in one_line(err) and snapshot(run) == before
+
+
 def test_out_at_an_existing_file_is_one_line(tmp_path, capsys):
     f = tmp_path / "file.txt"
     f.write_text("x")

@@ -71,3 +71,4 @@ def test_clockwork_modules_from_the_command_line(tmp_path, capsys):
                  "--arch-option", "num_modules=99", "--max-steps", "2", *TINY]) == 2
     err = capsys.readouterr().err
     assert "num_modules" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "bad").exists()                  # nothing left behind

@@ -78,6 +78,7 @@ class RunDir:
         if not fresh and not p.is_dir():
             raise UserError(f"{p}: no such run directory; start it without --resume")
         self._check_not_foreign()
+        self._created = not p.exists()
         p.mkdir(parents=True, exist_ok=True)
         self._lock()
         try:
@@ -101,6 +102,9 @@ class RunDir:
         if not self.path.is_dir() or self.is_ours():
             return
         others = sorted(e.name for e in self.path.iterdir() if e.name != LOCK)
+        if "config.json" in others and "checkpoints" in others:
+            raise UserError(f"{self.path}: holds a run written by an older rnnlab (run format "
+                            f"version 1, no {MARKER} marker); retrain it in another folder")
         if others:
             shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
             raise UserError(f"{self.path}: folder is not empty ({shown}) and is not an rnnlab "
@@ -120,6 +124,18 @@ class RunDir:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._lock_fd = fd
+
+    def abandon(self) -> None:
+        """Release; and if ``claim`` made the folder and nothing was written into it yet,
+        remove it again (a run that failed while setting up leaves nothing behind)."""
+        if self._lock_fd is not None and getattr(self, "_created", False):
+            if {e.name for e in self.path.iterdir()} <= {MARKER, LOCK}:
+                (self.path / MARKER).unlink(missing_ok=True)
+                (self.path / LOCK).unlink(missing_ok=True)
+                self.release()
+                self.path.rmdir()
+                return
+        self.release()
 
     def release(self) -> None:
         """Drop the writer's lock (also dropped by the OS when the process ends)."""

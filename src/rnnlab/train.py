@@ -158,7 +158,7 @@ class Trainer:
         try:
             self._setup(cfg, resume, given)
         except BaseException:
-            self.run_dir.release()
+            self.run_dir.abandon()
             raise
 
     def _setup(self, cfg: TrainConfig, resume: bool, given: set[str] | None) -> None:
