@@ -16,7 +16,7 @@ TINY = ["--embedding", "8", "--hidden", "12", "--batch", "4", "--bptt", "8",
         "--corpus-tokens", "3000", "--eval-every", "0", "--threads", "1", "--quiet"]
 FILES = ["config.json", "last.json", "best.json", "vocab.json",
          "checkpoints/step-000000004/trainer.json"]
-FUZZ = settings(max_examples=int(os.environ.get("RNNLAB_FUZZ_EXAMPLES", 40)), deadline=None,
+FUZZ = settings(max_examples=int(os.environ.get("RNNLAB_FUZZ_EXAMPLES", 25)), deadline=None,
                 database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70),

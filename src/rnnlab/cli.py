@@ -45,7 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     command = parser.parse_known_args(argv)[0].command
-    args = parser.commands[command].parse_intermixed_args(argv[argv.index(command) + 1:])
+    sub, rest = parser.commands[command], argv[argv.index(command) + 1:]
+    try:
+        args = sub.parse_intermixed_args(rest)
+    except TypeError:                       # a command with subcommands of its own
+        args = sub.parse_args(rest)
     args.command = command
     try:
         return int(args._run(args) or 0)

@@ -64,6 +64,8 @@ def check_value(f: Field, kind: type, value: Any) -> Any:
             raise ValueError(f"must be finite, received {value!r}")
         test, words = _CHECKS.get(f.metadata.get("check"), (lambda v: True, ""))
         if not test(value):
+            if kind is int:
+                words = words.replace("a finite number", "an integer")
             raise ValueError(f"must be {words}, received {value!r}")
         return value
     if not isinstance(value, kind):
