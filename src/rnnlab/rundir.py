@@ -144,6 +144,9 @@ class RunDir:
             os.close(self._lock_fd)
             self._lock_fd = None
 
+    def __del__(self) -> None:             # a Trainer dropped without run() or close()
+        self.release()
+
     def _require_lock(self) -> None:
         if self._lock_fd is None:
             raise RuntimeError(f"{self.path}: written without claim()")
