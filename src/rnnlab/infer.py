@@ -15,6 +15,7 @@ characters goes back to a saved state instead of re-reading the prefix.
 """
 from __future__ import annotations
 
+import copy
 import heapq
 import math
 from pathlib import Path
@@ -66,6 +67,20 @@ class Predictor:
         load_model_state(model, run.model_weights(), run.path)
         return cls(model, vocab)
 
+    def fork(self) -> "Predictor":
+        """A predictor sharing this one's model, vocabulary and prepared stepper, with its
+        own incremental state (as if just reset): one per typing session, no weight copy."""
+        other = copy.copy(self)
+        other._ids, other._states, other._logits = [], self._states[:1], self._logits[:1]
+        other.unknown = []
+        return other
+
+    @property
+    def cached_tokens(self) -> int:
+        """How many tokens of the last text the incremental state holds (memory grows
+        by one state and one logits vector per token)."""
+        return len(self._ids)
+
     # -- the incremental state ------------------------------------------------------------
     def reset(self) -> None:
         """Forget everything read; the cache holds the state after the start token."""
@@ -82,6 +97,20 @@ class Predictor:
             return logits[0], state
         h, state = self._stepper(self.model.embed.weight[token][None], state)   # (1, H)
         return self.model.head(h)[0], state
+
+    @torch.inference_mode()
+    def step_many(self, tokens: list[int], states: list[Any]) -> list[tuple[Tensor, Any]]:
+        """``step`` for several independent (token, state) pairs at once: one batched
+        matrix product per layer instead of one per pair (states of batch 1, as ``step``
+        returns them). Cores whose state layout is not known step one pair at a time."""
+        if self._stepper is None or len(tokens) == 1:
+            return [self.step(t, s) for t, s in zip(tokens, states)]
+        dim = 1 if self._stepper.torch_form else 0           # torch's (L, B, H) or (B, ...)
+        state = stack_states(states, dim)
+        h, state = self._stepper(self.model.embed.weight[tokens], state)      # (B, H)
+        logits = self.model.head(h)                                          # (B, V)
+        rows = [row.clone() for row in logits]                              # own copies
+        return list(zip(rows, unstack_states(state, len(tokens), dim)))
 
     def read(self, ids: list[int]) -> tuple[Tensor, Any]:
         """Logits and state after ``ids``, reusing the longest cached prefix."""
@@ -171,10 +200,9 @@ class Predictor:
             kth = sorted(done.values(), reverse=True)[k - 1] if len(done) >= k else 0.0
             if not grown or math.exp(-grown[0][0]) <= kth:
                 break                                    # no longer word can overtake
-            beams = []
-            for cost, suffix, st, i in grown:
-                lg, st2 = self.step(i, st)
-                beams.append((cost, suffix, lg, st2))
+            stepped = self.step_many([b[3] for b in grown], [b[2] for b in grown])
+            beams = [(cost, suffix, lg, st2)
+                     for (cost, suffix, _, _), (lg, st2) in zip(grown, stepped)]
         return sorted(done.items(), key=lambda wp: -wp[1])[:k]
 
     def _enders(self) -> Tensor:
@@ -216,6 +244,25 @@ class Predictor:
             logits[logits < kth] = -math.inf
         probs = torch.softmax(logits / temperature, -1)
         return int(torch.multinomial(probs, 1, generator=gen))
+
+
+def stack_states(states: list[Any], dim: int) -> Any:
+    """Batch-1 states (tensors or nested tuples of them) joined along the batch dimension."""
+    first = states[0]
+    if isinstance(first, Tensor):
+        return torch.cat(states, dim)
+    parts = [stack_states([s[i] for s in states], dim) for i in range(len(first))]
+    return type(first)(*parts) if hasattr(first, "_fields") else tuple(parts)
+
+
+def unstack_states(state: Any, n: int, dim: int) -> list[Any]:
+    """The inverse of ``stack_states``: n batch-1 states, each its own copy (a kept view
+    would keep the whole batch alive)."""
+    if isinstance(state, Tensor):
+        return [t.clone() for t in state.split(1, dim)]
+    per_part = [unstack_states(p, n, dim) for p in state]
+    make = (lambda xs: type(state)(*xs)) if hasattr(state, "_fields") else tuple
+    return [make([p[j] for p in per_part]) for j in range(n)]
 
 
 def _trailing_word(text: str) -> str:
