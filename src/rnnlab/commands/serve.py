@@ -24,11 +24,15 @@ def add_arguments(parser) -> None:
                              "one is dropped first (default %(default)s)")
     parser.add_argument("--max-cache-mb", type=float, default=d.max_cache_mb,
                         help="recurrent state of all sessions together (default %(default)s)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1: a suggestion is many tiny products, "
+                             "and extra threads only add waits; see docs/serve.md)")
     parser.add_argument("--max-connections", type=int, default=d.max_connections,
                         help="open WebSocket connections (default %(default)s)")
 
 
 def run(args) -> int:
+    import torch
     import uvicorn
 
     from ..serve import Limits, create_app, load_models
@@ -39,6 +43,9 @@ def run(args) -> int:
         raise UserError(f"--port must be between 0 and 65535, received {args.port}")
     limits = Limits(max_text=args.max_text, max_sessions=args.max_sessions,
                     max_cache_mb=args.max_cache_mb, max_connections=args.max_connections)
+    if args.threads < 1:
+        raise UserError("--threads must be at least 1")
+    torch.set_num_threads(args.threads)
     models = load_models(args.runs)
     try:                                    # bound here: a port in use is a one-line error
         sock = socket.create_server((args.host, args.port))
