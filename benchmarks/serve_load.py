@@ -137,7 +137,8 @@ async def run_point(port: int, pid: int, text: str, n: int, seconds: float,
                            for i in range(n)))
     sampler.cancel()
     stats_url = f"http://127.0.0.1:{port}/v1/stats"
-    server = json.loads(urllib.request.urlopen(stats_url, timeout=5).read())
+    body = await asyncio.to_thread(lambda: urllib.request.urlopen(stats_url, timeout=5).read())
+    server = json.loads(body)
     lat = stats.latency
     return {"typists": n, "seconds": seconds, "keys": stats.keys, "answers": stats.answers,
             "answered_keys": len(lat), "p50_ms": percentile(lat, 50),

@@ -9,22 +9,17 @@ import threading
 import time
 
 import pytest
+import uvicorn
+from selenium import webdriver
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import WebDriverWait
 
 from rnnlab.infer import Predictor
+from rnnlab.serve import create_app, load_models
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 DRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-if not (os.path.exists(CHROMIUM) and os.path.exists(DRIVER)):
-    pytest.skip("needs Debian's chromium and chromium-driver packages "
-                "(apt-get install chromium chromium-driver; .ci/run installs them)",
-                allow_module_level=True)
-webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (requirements.txt)")
-uvicorn = pytest.importorskip("uvicorn")
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.common.keys import Keys  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
-
-from rnnlab.serve import create_app, load_models  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +40,9 @@ def server(tiny_word_run):
 
 @pytest.fixture(scope="module")
 def browser():
+    if not (os.path.exists(CHROMIUM) and os.path.exists(DRIVER)):
+        pytest.skip("needs Debian's chromium and chromium-driver packages "
+                    "(apt-get install chromium chromium-driver; .ci/run installs them)")
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
@@ -61,7 +59,7 @@ def _shown(browser):
     return [b.text for b in buttons if b.text]
 
 
-def test_type_see_suggestions_change_and_accept_with_tab(server, browser, tiny_word_run):
+def test_type_see_suggestions_change_and_accept_with_tab(browser, server, tiny_word_run):
     browser.get(server)
     wait = WebDriverWait(browser, 15)
     box = browser.find_element(By.ID, "text")
@@ -86,7 +84,7 @@ def test_type_see_suggestions_change_and_accept_with_tab(server, browser, tiny_w
         browser.save_screenshot(os.environ["RNNLAB_SCREENSHOT"])
 
 
-def test_click_inserts_the_chosen_word(server, browser, tiny_word_run):
+def test_click_inserts_the_chosen_word(browser, server, tiny_word_run):
     browser.get(server)
     wait = WebDriverWait(browser, 15)
     box = browser.find_element(By.ID, "text")
