@@ -21,7 +21,7 @@ def tiny_char_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("serve-char")
     (root / "t.txt").write_text(TEXT * 30)
     cfg = TrainConfig(text=str(root / "t.txt"), level="char", arch="gru", embedding=16,
-                      hidden=48, layers=1, batch=8, bptt=32, lr=1e-2, max_steps=120,
+                      hidden=32, layers=1, batch=8, bptt=32, lr=1e-2, max_steps=60,
                       eval_every=0, save_every=0)
     Trainer(cfg, root / "char-gru", quiet=True).run()
     return root / "char-gru"

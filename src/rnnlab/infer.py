@@ -15,6 +15,7 @@ characters goes back to a saved state instead of re-reading the prefix.
 """
 from __future__ import annotations
 
+import bisect
 import copy
 import heapq
 import math
@@ -70,6 +71,9 @@ class Predictor:
     def fork(self) -> "Predictor":
         """A predictor sharing this one's model, vocabulary and prepared stepper, with its
         own incremental state (as if just reset): one per typing session, no weight copy."""
+        if self.level == "word" and not hasattr(self, "_by_lower"):
+            self._index_words()                               # built once, shared
+        self._enders()
         other = copy.copy(self)
         other._ids, other._states, other._logits = [], self._states[:1], self._logits[:1]
         other.unknown = []
@@ -153,19 +157,32 @@ class Predictor:
         self.unknown = self.vocab.unknown(toks)
         logits, _ = self.read(self.vocab.encode(toks))
         probs = torch.softmax(logits.float(), -1)
-        order = torch.argsort(probs, descending=True).tolist()
+        ids = self._candidates(partial)
+        if not len(ids):
+            return []
+        top = torch.topk(probs[ids], min(k, len(ids)))
+        return [(self.vocab.tokens[i], p) for i, p in
+                zip(ids[top.indices].tolist(), top.values.tolist())]
+
+    def _candidates(self, partial: str) -> Tensor:
+        """Ids of the words that may be suggested after ``partial``: those that start with
+        it (any case); with no partial word, every token with a word character
+        (punctuation is not a suggestion). Never <unk> or the newline. Found by bisection
+        in the lower-cased vocabulary (sorted once, shared by forks)."""
+        if not hasattr(self, "_by_lower"):
+            self._index_words()
+        if not partial:
+            return self._by_lower_ids
         low = partial.lower()
-        out = []
-        for i in order:
-            tok = self.vocab.tokens[i]
-            if tok in (UNK, "\n") or not tok.lower().startswith(low):
-                continue
-            if not partial and not any(is_word_char(ch) for ch in tok):
-                continue                                 # punctuation is not a suggestion
-            out.append((tok, float(probs[i])))
-            if len(out) == k:
-                break
-        return out
+        a = bisect.bisect_left(self._by_lower, low)
+        b = bisect.bisect_left(self._by_lower, low + "\U0010ffff", lo=a)
+        return self._by_lower_ids[a:b]
+
+    def _index_words(self) -> None:
+        words = sorted((t.lower(), i) for i, t in enumerate(self.vocab.tokens)
+                       if t not in (UNK, "\n") and any(is_word_char(ch) for ch in t))
+        self._by_lower = [w for w, _ in words]
+        self._by_lower_ids = torch.tensor([i for _, i in words], dtype=torch.long)
 
     def _suggest_chars(self, text: str, k: int) -> list[tuple[str, float]]:
         words = self._beam(text, k)
@@ -185,15 +202,17 @@ class Predictor:
         beams = [(0.0, "", logits, state)]                 # (-log p, suffix, logits, state)
         done: dict[str, float] = {}
         for _ in range(max_len):
+            logp = torch.log_softmax(torch.stack([b[2] for b in beams]).float(), -1)  # (W, V)
+            ended = logp[:, enders].exp().sum(-1).tolist()
+            logp[:, enders] = -math.inf
+            logp[:, 0] = -math.inf                              # <unk>
+            top = torch.topk(logp, min(width, logp.shape[1]), -1)
             grown = []
-            for cost, suffix, lg, st in beams:
-                logp = torch.log_softmax(lg.float(), -1)
+            for (cost, suffix, _, st), p_end, lps, ids in zip(
+                    beams, ended, top.values.tolist(), top.indices.tolist()):
                 if partial or suffix:
-                    done[partial + suffix] = math.exp(-cost) * float(logp[enders].exp().sum())
-                logp[enders] = -math.inf
-                logp[0] = -math.inf                             # <unk>
-                top = torch.topk(logp, min(width, logp.numel()))
-                for lp, i in zip(top.values.tolist(), top.indices.tolist()):
+                    done[partial + suffix] = math.exp(-cost) * p_end
+                for lp, i in zip(lps, ids):
                     if lp > -math.inf:
                         grown.append((cost - lp, suffix + self.vocab.tokens[i], st, i))
             grown = heapq.nsmallest(width, grown, key=lambda b: b[0])
