@@ -7,7 +7,7 @@ For each N, starts `rnnlab serve RUN` on 127.0.0.1 in its own process, then N ty
 this process (asyncio + websockets), each typing the held-out end of the text (the last 5%,
 the test split `rnnlab train` never trains on) from its own random place, one key every
 1/rate seconds on average (uniform jitter ±50%), with a backspace for 5% of the keys and a
-fresh text after each 200 characters. Every keystroke sends the whole text with an id;
+fresh text after each --reset-after characters (100: a short message). Every keystroke sends the whole text with an id;
 an answer with id m answers every keystroke <= m still waiting (the server answers the
 latest text when keys arrive faster than it computes). Latency is what the client sees:
 keystroke sent -> its answer received. Reported per N: p50/p95/p99/max latency, keystrokes,
@@ -55,7 +55,7 @@ class Stats:
         self.lag: list[float] = []
 
 
-async def typist(url: str, text: str, seconds: float, rate: float, seed: int,
+async def typist(url: str, text: str, seconds: float, rate: float, reset: int, seed: int,
                  stats: Stats) -> None:
     rng = random.Random(seed)
     pos = rng.randrange(len(text) - 1000)
@@ -78,7 +78,7 @@ async def typist(url: str, text: str, seconds: float, rate: float, seed: int,
             while due < start + seconds:
                 await asyncio.sleep(max(0.0, due - time.perf_counter()))
                 stats.lag.append((time.perf_counter() - due) * 1e3)
-                if len(typed) >= 200 and typed[-1] in " \n":
+                if len(typed) >= reset and typed[-1] in " \n":
                     typed = ""
                 elif typed and rng.random() < 0.05:
                     typed = typed[:-1]
@@ -122,7 +122,7 @@ def start_server(runs: list[str], port: int, extra: list[str]) -> subprocess.Pop
 
 
 async def run_point(port: int, pid: int, text: str, n: int, seconds: float,
-                    rate: float) -> dict:
+                    rate: float, reset: int) -> dict:
     stats, rss = Stats(), []
     t0 = time.perf_counter()
 
@@ -133,7 +133,7 @@ async def run_point(port: int, pid: int, text: str, n: int, seconds: float,
 
     sampler = asyncio.create_task(sample())
     url = f"ws://127.0.0.1:{port}/v1/type"
-    await asyncio.gather(*(typist(url, text, seconds, rate, 1000 * n + i, stats)
+    await asyncio.gather(*(typist(url, text, seconds, rate, reset, 1000 * n + i, stats)
                            for i in range(n)))
     sampler.cancel()
     stats_url = f"http://127.0.0.1:{port}/v1/stats"
@@ -162,6 +162,8 @@ def main() -> int:
     ap.add_argument("--typists", default="1,10,50,100", help="comma-separated N")
     ap.add_argument("--seconds", type=float, default=30.0, help="typing time per N")
     ap.add_argument("--rate", type=float, default=8.0, help="keystrokes per second each")
+    ap.add_argument("--reset-after", type=int, default=100,
+                    help="characters after which a typist starts a fresh text (a message)")
     ap.add_argument("--out", type=Path, help="write the results as JSON here")
     ap.add_argument("--server-args", default="", help="extra `rnnlab serve` options")
     args = ap.parse_args()
@@ -173,7 +175,8 @@ def main() -> int:
         proc = start_server(args.runs, port, args.server_args.split())
         try:
             load0 = os.getloadavg()[0]
-            point = asyncio.run(run_point(port, proc.pid, text, n, args.seconds, args.rate))
+            point = asyncio.run(run_point(port, proc.pid, text, n, args.seconds, args.rate,
+                                          args.reset_after))
             point["loadavg_before"] = round(load0, 2)
         finally:
             proc.terminate()
