@@ -211,3 +211,25 @@ def test_serve_command_refuses_bad_runs_and_options(tmp_path, capsys, tiny_word_
     assert len(errors) == 4 and all(e.startswith("rnnlab serve: error:") for e in errors)
     assert "no such directory" in errors[0] and "not a run directory" in errors[1]
     assert "two models are named" in errors[3]
+
+
+def test_serve_command_listens_and_answers(tiny_word_run):
+    """`rnnlab serve RUN --port 0` in its own process: says where, answers, stops on SIGINT."""
+    import re
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+    proc = subprocess.Popen([sys.executable, "-m", "rnnlab", "serve", str(tiny_word_run),
+                             "--port", "0"], stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stderr.readline()
+        url = re.search(r"http://127\.0\.0\.1:\d+/", line).group(0)
+        assert json.loads(urllib.request.urlopen(url + "healthz", timeout=10).read()) == \
+            {"status": "ok"}
+        req = urllib.request.Request(url + "v1/suggest", data=b'{"text": "The grass"}',
+                                     headers={"Content-Type": "application/json"})
+        assert len(json.loads(urllib.request.urlopen(req, timeout=10).read())["suggestions"]) == 3
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(15) == 0

@@ -57,5 +57,9 @@ def run(args) -> int:
                             ws_max_size=limits.max_message)
     print(f"rnnlab serve: {', '.join(models)} at http://{args.host}:{port}/ (Ctrl-C stops)",
           file=sys.stderr, flush=True)
-    uvicorn.Server(config).run(sockets=[sock])
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:               # uvicorn re-raises Ctrl-C after a clean shutdown
+        pass
+    print("rnnlab serve: stopped", file=sys.stderr)
     return 0
