@@ -29,7 +29,10 @@ from torch import Tensor
 from .checkpoint import (RunDir, atomic_write_bytes, flatten_state, load_model_state,
                          unflatten_state)
 from .data.corpus import CorpusConfig, generate
-from .data.text import Corpus, Vocab, batchify, prepare, read_text
+from .data.store import is_store, load_store
+from .data.streams import Streams
+from .data.text import Corpus, Vocab, prepare, read_text
+from .distributed import Distributed, state_batch_dims
 from .errors import UserError
 from .layers import detach_state
 from .models.lm import LanguageModel
@@ -76,6 +79,8 @@ def corpus_config(cfg: TrainConfig) -> CorpusConfig:
 
 
 def load_corpus(cfg: TrainConfig, vocab: Vocab | None = None) -> Corpus:
+    if is_store(cfg.text):
+        return load_store(cfg.text, cfg.level, vocab)            # read in place, not loaded
     text = read_text(cfg.text) if cfg.text else generate(corpus_config(cfg)).text
     try:
         return prepare(text, cfg.level, cfg.min_count, cfg.max_vocab, vocab=vocab)
@@ -85,19 +90,24 @@ def load_corpus(cfg: TrainConfig, vocab: Vocab | None = None) -> Corpus:
 
 @torch.no_grad()
 def evaluate(model: LanguageModel, ids: list[int] | Tensor, batch: int = 16,
-             bptt: int = 256) -> float:
-    """Mean nats per predicted token over ids, read as ``batch`` contiguous streams."""
+             bptt: int = 256, dist: Distributed | None = None) -> float:
+    """Mean nats per predicted token over ids, read as ``batch`` contiguous streams
+    (with ``dist``, each process scores its share of the streams and the sums are added)."""
     was = model.training
     model.eval()
-    data = batchify(ids, min(batch, max(1, len(ids) // 2)))
+    dist = dist or Distributed()
+    streams = min(batch, max(1, len(ids) // 2))
+    data = Streams(ids, streams, *dist.share(streams))
+    device = next(model.parameters()).device
     total, count, state = 0.0, 0, None
-    for pos in range(0, data.shape[0] - 1, bptt):
-        x = data[pos: pos + bptt]
-        y = data[pos + 1: pos + 1 + bptt]
+    for pos in range(0, data.shape[0] - 1, bptt) if data.shape[1] else ():   # share may be 0
+        x = data[pos: pos + bptt].to(device)
+        y = data[pos + 1: pos + 1 + bptt].to(device)
         logits, state = model(x[: len(y)], state)
         total += F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum").item()
         count += y.numel()
     model.train(was)
+    total, count = dist.sums(total, count)
     return total / max(count, 1)
 
 
@@ -125,8 +135,9 @@ class Trainer:
     """One training run in a run directory: ``Trainer(cfg, out).run()``."""
 
     def __init__(self, cfg: TrainConfig, out: str | Path, resume: bool = False,
-                 quiet: bool = False) -> None:
+                 quiet: bool = False, dist: Distributed | None = None) -> None:
         self.run_dir, self.quiet = RunDir(out), quiet
+        self.dist = dist or Distributed()                   # torchrun: rnnlab.distributed
         if resume:
             saved = self.run_dir.config()
             self.cfg = _merge_resume(TrainConfig.from_json(saved["train"]), cfg)
@@ -136,17 +147,21 @@ class Trainer:
             self.cfg = cfg
             self.corpus = load_corpus(cfg)
         torch.manual_seed(self.cfg.seed)
-        self.model = build_model(self.cfg, len(self.corpus.vocab))
+        self.model = build_model(self.cfg, len(self.corpus.vocab)).to(self.dist.device)
+        self.dims = state_batch_dims(self.model) if self.dist.active else []
+        self.net = self.dist.wrap(self.model)              # DDP averages the gradients
+        self.dist.seed(self.cfg.seed)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=self.cfg.lr,
                                      weight_decay=self.cfg.weight_decay)
-        self.data = batchify(self.corpus.train, self.cfg.batch)              # (N, B)
+        self.data = Streams(self.corpus.train, self.cfg.batch,       # (N, B / processes)
+                            *self.dist.part(self.cfg.batch))
         self.step, self.pos, self.epoch, self.elapsed = 0, 0, 0, 0.0
         self.horizon, self.estimated = self.cfg.max_steps, False
         self.best = math.inf
         self.state: Any = None
         if resume:
             self._restore()
-        else:
+        elif self.dist.is_main:
             self.run_dir.create(self._config_json(), self.corpus.vocab.to_json())
             (self.run_dir.path / "metrics.jsonl").write_text("")
 
@@ -159,12 +174,16 @@ class Trainer:
                          "fingerprint": _fingerprint(c)}}
 
     def save(self) -> None:
-        tensors, structure = flatten_state(self.state)
+        state = self.dist.gather_state(self.state, self.dims)      # every rank takes part
+        rngs = self.dist.gather_rng()
+        if not self.dist.is_main:
+            return
+        tensors, structure = flatten_state(state)
         opt = self.opt.state_dict()
         for i, st in opt["state"].items():
             for k, v in st.items():
                 tensors[f"opt.{i}.{k}"] = v if isinstance(v, Tensor) else torch.tensor(v)
-        tensors["rng"] = torch.get_rng_state()
+        tensors.update(rngs)
         info = {"pos": self.pos, "epoch": self.epoch, "elapsed": self.elapsed,
                 "horizon": self.horizon, "estimated": self.estimated, "best": self.best if self.best < math.inf else None,
                 "state": structure, "param_groups": opt["param_groups"]}
@@ -182,17 +201,20 @@ class Trainer:
                 _, i, k = name.split(".", 2)
                 state.setdefault(int(i), {})[k] = v
         self.opt.load_state_dict({"state": state, "param_groups": groups})
-        torch.set_rng_state(tensors["rng"])
-        self.state = unflatten_state(info["state"], tensors)
+        self.dist.restore_rng(tensors, self.cfg.seed, info["step"])
+        self.state = self.dist.split_state(unflatten_state(info["state"], tensors), self.dims)
         self.step, self.pos, self.epoch = info["step"], info["pos"], info["epoch"]
         self.elapsed = info["elapsed"]
         self.horizon, self.estimated = info["horizon"], info.get("estimated", False)
         if self.cfg.max_steps and not self.estimated:                # a new step budget
             self.horizon = self.cfg.max_steps
         self.best = info["best"] if info["best"] is not None else math.inf
-        _truncate_log(self.run_dir.path / "metrics.jsonl", self.step)
+        if self.dist.is_main:
+            _truncate_log(self.run_dir.path / "metrics.jsonl", self.step)
 
     def log(self, record: dict) -> None:
+        if not self.dist.is_main:
+            return
         with open(self.run_dir.path / "metrics.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
 
@@ -203,11 +225,11 @@ class Trainer:
             self.pos, self.state, self.epoch = 0, None, self.epoch + 1
         x = self.data[self.pos: self.pos + T]
         y = self.data[self.pos + 1: self.pos + 1 + T]
-        x = x[: len(y)]
+        x, y = x[: len(y)].to(self.dist.device), y.to(self.dist.device)
         lr = lr_at(self.step, self.cfg, self.horizon)
         for g in self.opt.param_groups:
             g["lr"] = lr
-        logits, state = self.model(x, self.state)
+        logits, state = self.net(x, self.state)
         loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -220,11 +242,12 @@ class Trainer:
         return loss.item()
 
     def validate(self) -> dict:
-        nats = evaluate(self.model, self.corpus.valid, self.cfg.eval_batch)
+        nats = evaluate(self.model, self.corpus.valid, self.cfg.eval_batch, dist=self.dist)
         rec = {"step": self.step, **metrics(nats, "valid", self.cfg.level)}
         if nats < self.best:
             self.best = nats
-            self.run_dir.save_best(self.model.state_dict(), rec)
+            if self.dist.is_main:
+                self.run_dir.save_best(self.model.state_dict(), rec)
         self.log(rec)
         return rec
 
@@ -239,7 +262,7 @@ class Trainer:
             per_step = (time.time() - t0) / (self.step - s0)
             left = self.cfg.max_time - self.elapsed
             guess = self.step + int(0.92 * left / per_step)
-            self.horizon = min(self.cfg.max_steps or guess, guess)
+            self.horizon = self.dist.broadcast_int(min(self.cfg.max_steps or guess, guess))
             self.estimated = True
 
     def run(self) -> dict:
@@ -248,7 +271,8 @@ class Trainer:
         if c.max_steps is None and c.max_time is None:
             raise UserError("give a budget: --max-steps N and/or --max-time SECONDS")
         stop = _StopFlag()
-        bar = Progress(c.max_steps or c.max_time, desc=c.arch, enabled=not self.quiet)
+        bar = Progress(c.max_steps or c.max_time, desc=c.arch,
+                       enabled=not self.quiet and self.dist.is_main)
         bar.n = self.step if c.max_steps else self.elapsed
         self.model.train()
         t0, s0, last = time.time(), self.step, time.time()
@@ -259,6 +283,9 @@ class Trainer:
                 now = time.time()
                 self.elapsed += now - last
                 last = now
+                loss, stopping, self.elapsed = self.dist.agree(loss, stop.requested,
+                                                               self.elapsed)
+                self.dist.step = self.step
                 self._estimate_horizon(t0, s0)
                 self.log({"step": self.step, "loss": loss, "lr": self.opt.param_groups[0]["lr"],
                           "time": round(self.elapsed, 3)})
@@ -268,7 +295,7 @@ class Trainer:
                 if c.eval_every and self.step % c.eval_every == 0 and not self._done():
                     self.validate()
                     last = time.time()
-                if stop.requested:
+                if stopping:
                     interrupted = True
                     break
                 if c.save_every and self.step % c.save_every == 0:
@@ -308,6 +335,8 @@ class _StopFlag:
 
 
 def _fingerprint(c: Corpus) -> list[int]:
+    if hasattr(c, "fingerprint"):                                # a token store
+        return c.fingerprint
     ids = c.train + c.valid + c.test
     return [len(ids), sum(i * (k % 9973 + 1) for k, i in enumerate(ids)) % (2**61 - 1)]
 

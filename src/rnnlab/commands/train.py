@@ -1,12 +1,18 @@
-"""rnnlab train [TEXT]: train a language model on a text file or the built-in corpus."""
+"""rnnlab train [TEXT | DATA]: train a language model on a text file, a token store made by
+``rnnlab prepare`` or the built-in corpus; under ``torchrun`` every process runs this and
+they train one model together (rnnlab.distributed)."""
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import fields
 from pathlib import Path
 
 import torch
 
 from .. import available
+from ..data.store import is_store, open_store
+from ..distributed import DEFAULT_TIMEOUT, Distributed, PeerLost
 from ..errors import UserError
 from ..train import Trainer, TrainConfig
 
@@ -29,6 +35,7 @@ _OPTIONS = [
     ("clip", float, "gradient-norm clipping threshold (0: off)"),
     ("eval_every", int, "steps between validation passes (0: only at the end)"),
     ("save_every", int, "steps between checkpoints"),
+    ("eval_batch", int, "parallel streams in a validation pass"),
     ("seed", int, "random seed (same seed and settings: same run)"),
     ("min_count", int, "drop tokens seen fewer times from the vocabulary"),
     ("max_vocab", int, "keep at most this many tokens (the rest become <unk>)"),
@@ -38,8 +45,9 @@ _OPTIONS = [
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("text", nargs="?", help="UTF-8 text file or folder of .txt files "
-                        "(omit: the built-in long-dependency corpus)")
+    parser.add_argument("text", nargs="?", help="UTF-8 text file or folder of .txt files, "
+                        "or a token store from `rnnlab prepare` (omit: the built-in "
+                        "long-dependency corpus)")
     parser.add_argument("--out", type=Path, help="run directory (default runs/ARCH-LEVEL)")
     parser.add_argument("--level", choices=("char", "word"),
                         help="tokens: characters or words (default char for TEXT, word for "
@@ -59,6 +67,9 @@ def add_arguments(parser) -> None:
                             help=f"{text} (default {default})")
     parser.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--dist-timeout", type=float, default=DEFAULT_TIMEOUT, metavar="S",
+                        help="under torchrun: seconds a process waits for the others before "
+                        f"it gives up (default {DEFAULT_TIMEOUT:g})")
 
 
 def config_from_args(args) -> TrainConfig:
@@ -68,6 +79,12 @@ def config_from_args(args) -> TrainConfig:
     cfg = TrainConfig(**given)
     cfg.text = str(args.text) if args.text else None
     cfg.level = args.level or ("char" if args.text else "word")
+    if is_store(args.text):
+        cfg.level = args.level or open_store(args.text).vocab.level
+        for name in ("min_count", "max_vocab"):
+            if getattr(args, name) is not None:
+                raise UserError(f"--{name.replace('_', '-')} does not apply to a token store "
+                                f"(its vocabulary is fixed); give it to `rnnlab prepare`")
     cfg.tie_weights = bool(args.tie_weights)
     if not args.text:                       # the built-in corpus wants a small word model
         for name, value in _BUILTIN.items():
@@ -86,8 +103,23 @@ def run(args) -> int:
     out = args.out or Path("runs") / f"{cfg.arch}-{cfg.level}"
     if not args.resume and args.max_steps is None and args.max_time is None:
         raise UserError("give a budget: --max-steps N and/or --max-time SECONDS")
-    trainer = Trainer(cfg, out, resume=args.resume, quiet=args.quiet)
-    result = trainer.run()
+    if args.dist_timeout <= 0:
+        raise UserError(f"--dist-timeout must be positive, received {args.dist_timeout}")
+    dist = Distributed.from_env(args.dist_timeout)
+    try:
+        trainer = dist.guard(lambda: Trainer(cfg, out, resume=args.resume, quiet=args.quiet,
+                                             dist=dist))
+        result = trainer.run()
+    except RuntimeError as e:              # PeerLost, or a collective inside DDP's backward
+        if not isinstance(e, PeerLost) and not dist.is_comm_error(e):
+            raise
+        print(f"rnnlab train: error: {dist.lost(e) if not isinstance(e, PeerLost) else e}",
+              file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(3)          # with a peer gone the process group cannot shut down cleanly
+    dist.close()
+    if not dist.is_main:
+        return 130 if result["interrupted"] else 0
     if result["interrupted"]:
         print(f"interrupted at step {result['step']}; saved to {out}; "
               f"continue with: rnnlab train --out {out} --resume")
