@@ -23,7 +23,8 @@ from __future__ import annotations
 import os
 import re
 from datetime import timedelta
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -165,7 +166,7 @@ class Distributed:
         full = {}
         for (name, t), d in zip(tensors.items(), dims):
             parts = [torch.empty_like(t) for _ in range(self.world)]
-            self._call(lambda: dist.all_gather(parts, t.contiguous()))
+            self._call(lambda p=parts, x=t: dist.all_gather(p, x.contiguous()))
             full[name] = torch.cat(parts, dim=d)
         return unflatten_state(structure, full)
 

@@ -119,7 +119,7 @@ def tokenize_piece(job) -> tuple[int, list[str], np.ndarray, bool]:
 
 def encode_piece(job) -> None:
     """Map one piece's local ids to final ids and write them at their place in ids.bin."""
-    part, final_path, ids_path, dtype, offset, n = job
+    part, final_path, ids_path, dtype, offset, _ = job
     local = np.fromfile(part, dtype=np.dtype(Path(part + ".dtype").read_text()))
     table = np.load(part + ".map.npy")
     final = np.load(final_path, mmap_mode="r")

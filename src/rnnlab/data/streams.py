@@ -7,7 +7,7 @@ copies only that window, so ``ids`` may be a ``TokenSlice`` of a store far bigge
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
