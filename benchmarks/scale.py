@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -56,6 +57,7 @@ def _rss_mb(pid: int) -> float:
 def measure(cmd: list[str], env: dict | None = None) -> dict:
     """Wall time and peak tree RSS of a command."""
     load = os.getloadavg()[0]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.time()
     proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -64,10 +66,13 @@ def measure(cmd: list[str], env: dict | None = None) -> dict:
         peak = max(peak, _rss_mb(proc.pid))
         time.sleep(0.2)
     out, err = proc.communicate()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     if proc.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {err[-2000:]}")
     return {"command": " ".join(Path(c).name if os.sep in c else c for c in cmd),
-            "seconds": round(time.time() - t0, 2), "peak_rss_mb": round(peak, 1),
+            "seconds": round(time.time() - t0, 2), "cpu_seconds": round(cpu, 1),
+            "peak_rss_mb": round(peak, 1),
             "load_before": round(load, 2), "stdout": out.strip()[-500:]}
 
 
@@ -103,7 +108,8 @@ def prepare(args) -> None:
         m = json.loads(Path(f"{store}/manifest.json").read_text())
     _save(args.out, {"what": "prepare", "level": args.level, "mb": round(size / 1e6, 1),
                      "tokens": m["tokens"], "vocab": m["vocab_size"],
-                     "mb_per_s": round(size / 1e6 / rec["seconds"], 2), **rec})
+                     "mb_per_s": round(size / 1e6 / rec["seconds"], 2),
+                     "mb_per_cpu_s": round(size / 1e6 / max(rec["cpu_seconds"], 1e-9), 2), **rec})
 
 
 def train_rss(args) -> None:
@@ -117,8 +123,8 @@ def train_rss(args) -> None:
         "tr = Trainer(cfg, sys.argv[3], quiet=True)\n"
         f"for _ in range({args.steps}): tr.train_step()\n"
         "v = tr.corpus.valid\n"
-        f"part = v if not hasattr(v, 'path') else TokenSlice(v.path, v.dtype, v.lo, "
-        f"min(v.hi, v.lo + {args.valid_tokens}))\n"
+        f"part = v[:{args.valid_tokens}] if not hasattr(v, 'path') else "
+        f"TokenSlice(v.path, v.dtype, v.lo, min(v.hi, v.lo + {args.valid_tokens}))\n"
         "print(evaluate(tr.model, part, 16))\n")
     for store in args.store:
         m = json.loads((Path(store) / "manifest.json").read_text()) \
@@ -126,6 +132,8 @@ def train_rss(args) -> None:
         level = m["level"] if m else args.level
         with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
             rec = measure([sys.executable, "-c", code, store, level, f"{tmp}/run"])
+        rec["command"] = (f"python benchmarks/scale.py train-rss --store {Path(store).name} "
+                          f"--steps {args.steps} --valid-tokens {args.valid_tokens}")
         _save(args.out, {"what": "train-rss", "source": Path(store).name,
                          "kind": "store" if m else "text", "level": level,
                          "tokens": m["tokens"] if m else None, "steps": args.steps,
@@ -138,6 +146,7 @@ def speed(args) -> None:
              "--batch", "32", "--bptt", "64", "--eval-every", "0", "--save-every", "0",
              "--max-steps", str(args.steps), "--quiet"]
     runs = {"1 process x 2 threads": [*RNNLAB, "train", args.text, "--threads", "2"],
+            "1 process x 1 thread": [*RNNLAB, "train", args.text, "--threads", "1"],
             "2 ranks x 1 thread": [sys.executable, "-m", "torch.distributed.run",
                                    "--standalone", "--nproc-per-node", "2", "-m", "rnnlab",
                                    "train", args.text, "--threads", "1"]}
