@@ -23,7 +23,7 @@ def _folder(tmp_path):
     (root / "a.txt").write_bytes("\ufeffÉté, l'été -- naïve café!\r\n".encode() * 8
                                  + long_line.encode() + "\r\n🙂 done.\r\n".encode())
     (root / "b.txt").write_bytes(b"")
-    (root / "sub" / "c.txt").write_text("The end? Yes: the end.\n" * 20, encoding="utf-8")
+    (root / "sub" / "c.txt").write_text("The end? Yes: the end\n" * 20, encoding="utf-8")
     return root
 
 
