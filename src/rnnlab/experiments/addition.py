@@ -15,6 +15,10 @@ digits right; the learning curve is both on ``check_size`` fresh problems by sam
 ``digits`` and ``seed`` take one value or several; the result holds exact match per D (the
 median over seeds). Training runs through the shared loop (``_loop.Loop``): ``schedule``,
 ``warmup`` and ``clip`` shape it, and ``checkpoint=DIR`` makes a stopped experiment resume.
+``curriculum``: each batch has d digits, d drawn from 1..level; the level starts at 1 and
+rises by one whenever a check's exact match at the level reaches ``curriculum_target``
+(the net's weights do not depend on D). Curve entries: (samples, exact match at D, digit
+accuracy at D, level).
 The paper's target is D = 15 (preset ``gpu``: ``rnnlab experiment addition --preset gpu``).
 """
 from __future__ import annotations
@@ -57,6 +61,8 @@ class Config:
     forget_bias: float = 1.0
     output_form: str = "paper"
     reverse: bool = True                     # least significant digit first
+    curriculum: bool = False                 # batches of 1..level digits, level growing
+    curriculum_target: float = 0.9           # exact match at level that raises the level
     max_samples: int = 60_000
     max_seconds: float = 0.0                 # wall-clock cap per run; 0: none
     check_every: int = 6_000
@@ -151,9 +157,12 @@ def train_one(name: str, D: int, seed: int, cfg: Config, bar: Progress) -> dict:
     model = build_model(name, cfg).to(cfg.device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     steps = -(-cfg.max_samples // cfg.batch)
+    state = {"level": 1 if cfg.curriculum else D}
 
     def batch(step, gen):
-        x, y = problems(cfg.batch, D, gen, cfg.reverse)
+        d = int(torch.randint(1, state["level"] + 1, (1,), generator=gen)) \
+            if state["level"] < D else D
+        x, y = problems(cfg.batch, d, gen, cfg.reverse)
         return x.to(cfg.device), y.to(cfg.device)
 
     def loss(b):
@@ -162,7 +171,12 @@ def train_one(name: str, D: int, seed: int, cfg: Config, bar: Progress) -> dict:
     def check(step):
         gen = torch.Generator().manual_seed(seed * 1_000_003 + D * 10_007 + step)
         exact, digit = scores(model, cfg.check_size, D, cfg, gen)
-        return {"exact": exact, "digit": digit}
+        out = {"exact": exact, "digit": digit, "level": state["level"]}
+        level = state["level"]
+        if level < D and scores(model, cfg.check_size, level, cfg, gen)[0] >= \
+                cfg.curriculum_target:
+            state["level"] = level + 1
+        return out
 
     folder = Path(cfg.checkpoint) / f"{name}-D{D}-s{seed}" if cfg.checkpoint else None
     skip = ("digits", "models", "seed", "threads", "checkpoint")
@@ -172,14 +186,15 @@ def train_one(name: str, D: int, seed: int, cfg: Config, bar: Progress) -> dict:
                 check_every=max(1, cfg.check_every // cfg.batch), check=check,
                 stop=lambda m: m["exact"] == 1.0, clip=cfg.clip,
                 schedule=schedule_fn(cfg.schedule, steps, cfg.warmup),
-                max_seconds=cfg.max_seconds, checkpoint=folder,
+                max_seconds=cfg.max_seconds, checkpoint=folder, state=state,
                 save_every=max(1, 5 * cfg.check_every // cfg.batch), key=key,
                 units_per_step=cfg.batch)
     res = loop.run(bar)
     test, digit = scores(model, cfg.test_size, D, cfg, torch.Generator().manual_seed(10**6 + D))
     return {"model": name, "digits": D, "seed": seed, "params": count(model),
             "samples": res.steps * cfg.batch, "exact_match": test, "digit_accuracy": digit,
-            "curve": [(c["step"] * cfg.batch, c["exact"], c["digit"]) for c in res.curve],
+            "curve": [(c["step"] * cfg.batch, c["exact"], c["digit"], c["level"])
+                      for c in res.curve],
             "seconds": round(res.seconds, 1), "width": model.head.in_features}
 
 
@@ -244,7 +259,7 @@ def plot(result: dict, path: Path) -> None:
                 color=f"C{i}", label=f"{MODELS[m]} ({rs[0]['params']} params)" if rs else m)
         for n, r in enumerate(rs):
             if r["curve"]:
-                xs, exact, _ = zip(*r["curve"])
+                xs, exact = [c[0] for c in r["curve"]], [c[1] for c in r["curve"]]
                 bx.plot(xs, exact, "-", color=f"C{i}", alpha=0.3 + 0.7 / (1 + r["digits"]),
                         label=MODELS[m] if n == 0 else None)
     ax.set(xlabel="digits D", ylabel="exact match (test)",
