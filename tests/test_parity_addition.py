@@ -28,6 +28,7 @@ def test_addition_fast_preset_writes_exact_match_per_digits(tmp_path):
     assert sorted(saved["exact_match"]) == ["1", "2"]
     for r in saved["records"]:
         assert saved["exact_match"][str(r["digits"])][r["model"]] == r["exact_match"]
+        assert r["exact_by_digits"] == {str(r["digits"]): r["exact_match"]}
         assert 0 <= r["exact_match"] <= r["digit_accuracy"] <= 1
         assert r["curve"][-1][0] <= r["samples"]
     assert "Exact match by digits" in (tmp_path / "addition.md").read_text()
@@ -62,3 +63,13 @@ def test_a_stopped_experiment_resumes_from_its_checkpoints(tmp_path):
                {k: v for k, v in r2.items() if k not in strip}
     fresh = run_experiment("parity", "fast", tmp_path / "c", **{**kw, "checkpoint": ""})
     assert fresh["records"][0]["test_accuracy"] == first["records"][0]["test_accuracy"]
+
+
+def test_addition_curriculum_tests_every_digit_count(tmp_path):
+    r = run_experiment("addition", "fast", tmp_path, digits=3, models=("lstm",),
+                       curriculum=True, max_samples=2_048, check_every=512, test_size=200)
+    rec = r["records"][0]
+    assert sorted(rec["exact_by_digits"]) == ["1", "2", "3"]
+    assert rec["exact_by_digits"]["3"] == rec["exact_match"]
+    assert r["exact_by_digits"]["3"]["lstm"] == rec["exact_by_digits"]
+    assert [c[3] for c in rec["curve"]] == sorted(c[3] for c in rec["curve"])   # level rises

@@ -190,9 +190,13 @@ def train_one(name: str, D: int, seed: int, cfg: Config, bar: Progress) -> dict:
                 save_every=max(1, 5 * cfg.check_every // cfg.batch), key=key,
                 units_per_step=cfg.batch)
     res = loop.run(bar)
-    test, digit = scores(model, cfg.test_size, D, cfg, torch.Generator().manual_seed(10**6 + D))
+    by_digits = {str(d): scores(model, cfg.test_size, d, cfg,
+                                torch.Generator().manual_seed(10**6 + d))
+                 for d in (range(1, D + 1) if cfg.curriculum else (D,))}
+    test, digit = by_digits[str(D)]
     return {"model": name, "digits": D, "seed": seed, "params": count(model),
             "samples": res.steps * cfg.batch, "exact_match": test, "digit_accuracy": digit,
+            "exact_by_digits": {d: v[0] for d, v in by_digits.items()},
             "curve": [(c["step"] * cfg.batch, c["exact"], c["digit"], c["level"])
                       for c in res.curve],
             "seconds": round(res.seconds, 1), "width": model.head.in_features}
@@ -215,6 +219,7 @@ def run(cfg: Config, out_dir: Path) -> dict:
     result = {"experiment": NAME, "config": dataclasses.asdict(cfg), "records": records,
               "exact_match": per_digits(records, "exact_match"),
               "digit_accuracy": per_digits(records, "digit_accuracy"),
+              "exact_by_digits": by_eval_digits(records),
               "seconds": round(time.perf_counter() - t0, 1), "machine": machine}
     write_outputs(out_dir, NAME, result, table(result))
     plot(result, out_dir / f"{NAME}.png")
@@ -227,6 +232,18 @@ def per_digits(records: list[dict], field: str) -> dict:
     for r in records:
         out.setdefault(str(r["digits"]), {}).setdefault(r["model"], []).append(r[field])
     return {D: {m: statistics.median(v) for m, v in per.items()} for D, per in out.items()}
+
+
+def by_eval_digits(records: list[dict]) -> dict:
+    """{trained D: {model: {tested d: median over seeds of exact match}}}: with the
+    curriculum every d up to D is tested, else D alone."""
+    out: dict = {}
+    for r in records:
+        per = out.setdefault(str(r["digits"]), {}).setdefault(r["model"], {})
+        for d, v in r["exact_by_digits"].items():
+            per.setdefault(d, []).append(v)
+    return {D: {m: {d: statistics.median(v) for d, v in per.items()} for m, per in x.items()}
+            for D, x in out.items()}
 
 
 def table(result: dict) -> str:
@@ -243,6 +260,12 @@ def table(result: dict) -> str:
                         "digit accuracy", "seconds"], rows), "",
         "Exact match by digits (median over seeds):", "",
         markdown_table(["D", *(MODELS[m] for m in cfg["models"])], summary), "",
+        "Exact match of the final models tested at every d (median over seeds):", "",
+        markdown_table(["trained on D", "tested on d", *(MODELS[m] for m in cfg["models"])],
+                       [(D, d, *(f"{per.get(m, {}).get(d, float('nan')):.4f}"
+                                 for m in cfg["models"]))
+                        for D, per in result["exact_by_digits"].items()
+                        for d in sorted({d for v in per.values() for d in v}, key=int)]), "",
         f"Total time {result['seconds']} s on {result['machine']}."])
 
 
