@@ -1,7 +1,7 @@
 """Expected run time of the Grid LSTM paper's scale (presets ``full``/``gpu`` of the parity and
 addition experiments), from a short timed run of real training steps.
 
-    python benchmarks/paper_scale.py [--device cuda] [--steps 5] [--out DIR]
+    python benchmarks/paper_scale.py [--device cuda] [--steps 3] [--threads 1] [--out DIR]
 
 For each (experiment, model) it builds the preset's model at the largest size (parity
 k = 250, addition D = 15), times ``--steps`` training steps after one warm-up step (Adam,
@@ -73,8 +73,11 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--only", default="", help="experiment:model pairs, comma-separated")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: as is)")
     p.add_argument("--out", default="")
     a = p.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
     rows = []
     for exp, name, size, model, batch_fn, loss_fn, budget in cases(a.device):
         if a.only and f"{exp}:{name}" not in a.only.split(","):
