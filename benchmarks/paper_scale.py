@@ -22,8 +22,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from rnnlab.experiments import machine_description, make_config
-from rnnlab.experiments import addition, parity
+from rnnlab.experiments import addition, machine_description, make_config, parity
 
 
 def _sync(device: str) -> None:

@@ -21,8 +21,9 @@
   it is saved and restored with the rest.
 - Checkpoints: with ``checkpoint`` (a folder), every ``save_every`` steps and at the end the
   weights, the optimizer's moments, the data generator, torch's global RNG, the step, the
-  curve, ``state`` and the elapsed time are written through rnnlab.checkpoint (safetensors
-  and JSON, atomic, no pickle). ``run()`` resumes from the folder's last checkpoint, so a
+  curve, ``state`` and the elapsed time are written as an rnnlab run directory's checkpoint
+  (rnnlab.rundir: marker, writer's lock, checksummed safetensors and strict JSON, atomic,
+  no pickle). ``run()`` resumes from the folder's last checkpoint, so a
   stopped run continues exactly where it was; a finished one returns its result at once.
   ``key`` (any JSON value: the settings) is stored too, and a checkpoint made under another
   key is refused rather than silently continued.
@@ -40,8 +41,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..checkpoint import RunDir
 from ..errors import UserError
+from ..rundir import RunDir
 
 SCHEDULES = ("constant", "cosine", "linear")
 
@@ -100,12 +101,25 @@ class Loop:
 
     # -- the loop ----------------------------------------------------------------------
     def run(self, bar=None) -> LoopResult:
-        if self.checkpoint is not None and RunDir(self.checkpoint).last() is not None:
-            self._restore()
-            if bar is not None:
-                bar.update(self.step * self.units_per_step)
-        elif self.step == 0:
-            torch.manual_seed(self.seed)            # dropout and the like: seeded too
+        self._dir = None
+        if self.checkpoint is not None:
+            self._dir = RunDir(self.checkpoint)
+            resume = self._dir.path.is_dir() and self._dir.is_ours() and \
+                self._dir.last() is not None
+            self._dir.claim(fresh=not resume)
+        try:
+            if self._dir is not None and resume:
+                self._restore()
+                if bar is not None:
+                    bar.update(self.step * self.units_per_step)
+            elif self.step == 0:
+                torch.manual_seed(self.seed)        # dropout and the like: seeded too
+            return self._run(bar)
+        finally:
+            if self._dir is not None:
+                self._dir.release()
+
+    def _run(self, bar) -> LoopResult:
         start = time.perf_counter() - self.elapsed
         while not self.done and self.step < self.steps:
             loss = self._train_step()
@@ -126,7 +140,7 @@ class Loop:
             self.elapsed = time.perf_counter() - start
             if self.checkpoint is not None and (
                     self.done or (self.save_every and self.step % self.save_every == 0)):
-                self.save()
+                self._save()
         self.done = self.done or "steps"
         return LoopResult(self.step, self.curve, self.done, round(self.elapsed, 2),
                           round(self.elapsed - self.check_seconds, 2))
@@ -150,6 +164,7 @@ class Loop:
         t = time.perf_counter()
         metrics = self.check(self.step) if self.check is not None else {}
         loss = self._loss_sum / self._loss_n if self._loss_n else math.nan
+        loss = loss if math.isfinite(loss) else None      # (strict JSON in checkpoints)
         self.curve.append({"step": self.step, "loss": loss,
                            "train_seconds": round(self.elapsed - self.check_seconds, 3),
                            **metrics})
@@ -168,10 +183,8 @@ class Loop:
         return dict(self.model)
 
     # -- checkpoints -------------------------------------------------------------------
-    def save(self) -> None:
+    def _save(self) -> None:
         """Write a checkpoint of everything the next step depends on."""
-        folder = Path(self.checkpoint)
-        folder.mkdir(parents=True, exist_ok=True)
         opt = self.optimizer.state_dict()
         tensors = {"gen": self.gen.get_state(), "rng": torch.get_rng_state()}
         for i, st in opt["state"].items():
@@ -181,12 +194,13 @@ class Loop:
         info = {"key": self.key, "curve": self.curve, "elapsed": self.elapsed,
                 "check_seconds": self.check_seconds,
                 "done": self.done, "state": self.state, "param_groups": opt["param_groups"],
-                "loss_sum": self._loss_sum, "loss_n": self._loss_n}
-        RunDir(folder).save_checkpoint(self.step, self._weights(), tensors, info)
+                "loss_sum": self._loss_sum if math.isfinite(self._loss_sum) else None,
+                "loss_n": self._loss_n}
+        self._dir.save_checkpoint(self.step, self._weights(), tensors, info)
 
     def _restore(self) -> None:
         folder = Path(self.checkpoint)
-        weights, tensors, info = RunDir(folder).load_checkpoint()
+        weights, tensors, info = self._dir.load_checkpoint()
         if info.get("key") != _jsonable(self.key):
             raise UserError(f"{folder}: holds a checkpoint of other settings; remove it or "
                             f"choose another folder")
@@ -210,7 +224,8 @@ class Loop:
         torch.set_rng_state(tensors["rng"])
         self.step, self.curve, self.elapsed = info["step"], info["curve"], info["elapsed"]
         self.check_seconds = info["check_seconds"]
-        self.done, self._loss_sum, self._loss_n = info["done"], info["loss_sum"], info["loss_n"]
+        self.done, self._loss_n = info["done"], info["loss_n"]
+        self._loss_sum = math.nan if info["loss_sum"] is None else info["loss_sum"]
         self.state.clear()
         self.state.update(info["state"])
 

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import LSTM
-from ..models.grid import GridLSTM
+from ..layers.grid import GridLSTM
 from ..progress import Progress
 from . import machine_description, write_outputs
 from ._compare import ints, markdown_table, pyplot, threads
