@@ -4,13 +4,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ..export.predictor import load_predictor
 from ..infer import Predictor
 
 HELP = "suggest the next word(s) for a text, or interactively as you type (no text)"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("run", type=Path, help="run directory written by `rnnlab train`")
+    parser.add_argument("run", type=Path, help="run directory written by `rnnlab train`, or "
+                        "an export folder written by `rnnlab export`")
     parser.add_argument("text", nargs="?", help="the text typed so far (omit: interactive)")
     parser.add_argument("-k", type=int, default=3, help="how many suggestions")
     parser.add_argument("-i", "--interactive", action="store_true",
@@ -28,7 +30,7 @@ def note_unknown(pred: Predictor) -> None:
 
 
 def run(args) -> int:
-    pred = Predictor.load(args.run)
+    pred = load_predictor(args.run)
     if args.text is not None and not args.interactive:
         words = pred.suggest(args.text, args.k)
         note_unknown(pred)
