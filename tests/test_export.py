@@ -195,7 +195,7 @@ def test_int8_weights_within_one_step_of_the_float_ones(exports, arch):
         name, axis = entry["tensor"], 0 if entry["per"] == "row" else 1
         q, scale = g8[f"{name}_int8_{axis}"], g8[f"{name}_scale_{axis}"]
         assert q.dtype == np.int8
-        ref = g32[name] if name in g32 else g32[name.removesuffix("_T")].T
+        ref = g32[name].T if entry["transposed"] else g32[name]
         deq = q.astype(np.float32) * np.expand_dims(scale, 1 - axis)
         assert (np.abs(deq - ref) <= np.expand_dims(scale, 1 - axis) * 0.5001 + 1e-7).all()
         if arch != "grid_lstm":
@@ -287,3 +287,21 @@ def test_export_command_refuses_a_foreign_folder_and_replaces_its_own(exports, t
     assert json.loads((fresh / "export.json").read_text())["int8"] is False
     assert main(["export", str(tmp_path / "nope"), "--out", str(tmp_path / "z")]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_tied_projected_model_stores_its_embedding_once(tmp_path):
+    """The keyboard shape (CIFG with a projection, tied input/output embedding), small."""
+    torch.manual_seed(0)
+    vocab = Vocab.build(tokenize(TEXT, "word"), "word")
+    model = LanguageModel(len(vocab), "lstm_cifg", embedding=8, hidden=16, layers=1,
+                          tie_weights=True, proj_size=8)
+    meta = export_model(model, vocab.to_json(), tmp_path / "kb", int8=True)
+    assert meta["check"]["relative_logit_error"] <= 1e-5
+    stored = meta["quantised"]["onnx"]
+    assert sum(e["shape"] in ([8, len(vocab)], [len(vocab), 8]) for e in stored) == 1
+    graph = onnx.load(tmp_path / "kb" / "model.onnx").graph
+    tables = [i for i in graph.initializer if sorted(i.dims) == sorted([8, len(vocab)])]
+    assert len(tables) == 1 and tables[0].data_type == onnx.TensorProto.INT8
+    quantise_model_(model)
+    compare(model, Exported(tmp_path / "kb", exact_int8=True),
+            torch.randint(0, len(vocab), (6, 2)))

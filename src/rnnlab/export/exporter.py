@@ -30,12 +30,12 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
-from onnx import TensorProto, helper, numpy_helper
 
 from ..checkpoint import atomic_write_bytes, write_json
 from ..errors import UserError
 from ..models.lm import LanguageModel
-from .quant import quantise_model_, quantise_rows
+from .graph_int8 import quantise_graph, weight_bytes
+from .quant import quantise_model_
 from .runtime import FORMAT, VERSION, Exported
 from .step import StepFunction
 
@@ -74,80 +74,6 @@ def trace(fn: StepFunction) -> onnx.ModelProto:
                           input_names=["token", "state"], dynamic_axes=axes,
                           output_names=["logits", "next_state"], do_constant_folding=True)
     return onnx.load_from_string(buf.getvalue())
-
-
-def _float_matrix(init: TensorProto | None) -> np.ndarray | None:
-    if init is None or init.data_type != TensorProto.FLOAT or len(init.dims) != 2:
-        return None
-    return numpy_helper.to_array(init)
-
-
-def quantise_graph(model: onnx.ModelProto) -> list[dict]:
-    """Store every constant matrix read by MatMul, Gemm (as MatMul + Add) or Gather as
-    int8 with per-output-row scales, in place; returns what was quantised."""
-    graph = model.graph
-    inits = {i.name: i for i in graph.initializer}
-    made: dict[tuple[str, int], tuple[str, str]] = {}
-    new_inits, front, nodes, done = [], [], [], []
-
-    def stored(name: str, axis: int, w: np.ndarray) -> tuple[str, str]:
-        if (name, axis) not in made:
-            q, scale = quantise_rows(w, axis)
-            qn, sn = f"{name}_int8_{axis}", f"{name}_scale_{axis}"
-            new_inits.extend([numpy_helper.from_array(q, qn), numpy_helper.from_array(scale, sn)])
-            made[name, axis] = (qn, sn)
-            done.append({"tensor": name, "shape": list(w.shape), "per": "row" if axis == 0
-                         else "column", "max_step": float(scale.max())})
-        return made[name, axis]
-
-    for node in graph.node:
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        if node.op_type == "Gather" and attrs.get("axis", 0) == 0:
-            w = _float_matrix(inits.get(node.input[0]))
-            if w is not None:
-                qn, sn = stored(node.input[0], 0, w)
-                base, idx, out = node.name or node.output[0], node.input[1], node.output[0]
-                nodes += [helper.make_node("Gather", [qn, idx], [f"{base}_q"]),
-                          helper.make_node("Gather", [sn, idx], [f"{base}_s"]),
-                          helper.make_node("Cast", [f"{base}_q"], [f"{base}_f"],
-                                           to=TensorProto.FLOAT),
-                          helper.make_node("Unsqueeze", [f"{base}_s", "rnnlab_axis_last"],
-                                           [f"{base}_s1"]),
-                          helper.make_node("Mul", [f"{base}_f", f"{base}_s1"], [out])]
-                continue
-        if node.op_type in ("MatMul", "Gemm") and len(node.input) > 1:
-            w = _float_matrix(inits.get(node.input[1]))
-            plain = node.op_type == "MatMul" or (
-                attrs.get("transA", 0) == 0 and attrs.get("alpha", 1.0) == 1.0
-                and attrs.get("beta", 1.0) == 1.0)
-            if w is not None and plain:
-                if node.op_type == "Gemm" and attrs.get("transB", 0):
-                    w = np.ascontiguousarray(w.T)
-                    name = f"{node.input[1]}_T"
-                else:
-                    name = node.input[1]
-                qn, sn = stored(name, 1, w)                      # columns = output units
-                dq = f"{name}_dequantised"
-                if (name, "dq") not in made:
-                    front.append(helper.make_node("DequantizeLinear", [qn, sn], [dq], axis=1))
-                    made[name, "dq"] = (dq, dq)
-                out = node.output[0]
-                if node.op_type == "Gemm" and len(node.input) > 2 and node.input[2]:
-                    nodes += [helper.make_node("MatMul", [node.input[0], dq], [f"{out}_mm"]),
-                              helper.make_node("Add", [f"{out}_mm", node.input[2]], [out])]
-                else:
-                    nodes.append(helper.make_node("MatMul", [node.input[0], dq], [out]))
-                continue
-        nodes.append(node)
-    used = {i for n in front + nodes for i in n.input}
-    keep = [i for i in graph.initializer if i.name in used]
-    keep.append(numpy_helper.from_array(np.array([-1], dtype=np.int64), "rnnlab_axis_last"))
-    del graph.initializer[:]
-    graph.initializer.extend(keep + new_inits)
-    del graph.node[:]
-    graph.node.extend(front + nodes)
-    onnx.checker.check_model(model)
-    return done
 
 
 @torch.no_grad()
@@ -235,16 +161,3 @@ def export_model(model: LanguageModel, vocab: dict, out: str | Path, *, int8: bo
                         f"{limit:.1e}); export.json was not written")
     write_json(out / "export.json", meta)
     return meta
-
-
-def weight_bytes(graph: onnx.ModelProto) -> dict:
-    """Bytes of the graph's constants, and of what one step reads: everything except the
-    gathered tables, of which a step reads one row per sequence."""
-    total = per_step = 0
-    gathered = {n.input[0] for n in graph.graph.node if n.op_type == "Gather"}
-    for init in graph.graph.initializer:
-        a = numpy_helper.to_array(init)
-        total += a.nbytes
-        per_step += a.nbytes // max(a.shape[0], 1) if init.name in gathered and a.ndim \
-            else a.nbytes
-    return {"weight_bytes": total, "weight_bytes_per_step": per_step}
