@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 import torch
 from onnx import numpy_helper
@@ -174,8 +175,18 @@ def test_quantised_rows_are_within_half_a_step():
     np.testing.assert_array_equal(sc, scale)
 
 
+def assert_int8_kernels(folder, tmp_path):
+    """onnxruntime's optimised graph: every int8 product on the 8-bit kernel."""
+    opts = ort.SessionOptions()
+    opts.optimized_model_filepath = str(tmp_path / "optimised.onnx")
+    opts.log_severity_level = 3
+    ort.InferenceSession(str(folder / "model.onnx"), opts)
+    ops = [n.op_type for n in onnx.load(tmp_path / "optimised.onnx").graph.node]
+    assert "DequantizeLinear" not in ops and "MatMulNBits" in ops
+
+
 @pytest.mark.parametrize("arch", ARCHS)
-def test_int8_weights_within_one_step_of_the_float_ones(exports, arch):
+def test_int8_weights_within_one_step_of_the_float_ones(exports, arch, tmp_path):
     run, _, i8 = exports[arch]
     model = Predictor.load(run).model
     float_weights = {n: p.detach().clone() for n, p in big_matrices(model)}
@@ -202,6 +213,9 @@ def test_int8_weights_within_one_step_of_the_float_ones(exports, arch):
             np.testing.assert_allclose(deq, ref, rtol=1e-6, atol=1e-7)
     assert not any(i.data_type == onnx.TensorProto.FLOAT and len(i.dims) == 2
                    and min(i.dims) > 3 for i in onnx.load(i8 / "model.onnx").graph.initializer)
+    # onnxruntime runs every int8 product on its 8-bit kernel: no matrix is dequantised
+    # at each step (a MatMul + Add fused into a Gemm first would be, 15x slower)
+    assert_int8_kernels(i8, tmp_path)
     # the int8 graph (float products) is the int8 PyTorch model
     check = json.loads((i8 / "export.json").read_text())["check"]
     assert check["relative_logit_error"] <= (1e-2 if arch == "grid_lstm" else 1e-5)
@@ -302,6 +316,7 @@ def test_tied_projected_model_stores_its_embedding_once(tmp_path):
     graph = onnx.load(tmp_path / "kb" / "model.onnx").graph
     tables = [i for i in graph.initializer if sorted(i.dims) == sorted([8, len(vocab)])]
     assert len(tables) == 1 and tables[0].data_type == onnx.TensorProto.INT8
+    assert_int8_kernels(tmp_path / "kb", tmp_path)
     quantise_model_(model)
     compare(model, Exported(tmp_path / "kb", exact_int8=True),
             torch.randint(0, len(vocab), (6, 2)))
