@@ -11,6 +11,9 @@ Bytes per step are the weights a step reads (every constant except the embedding
 of which one row); their time at this machine's read bandwidth (the median time to sum a
 256 MB tensor) is the floor a memory-bound step approaches.
 
+Agreement (``--agree-steps`` > 0): the float export against PyTorch over that many steps
+at batch 64 from a zero state, beside how far PyTorch float32 is from float64.
+
 Loss (``--train-seconds`` > 0): each architecture trained that long at a small shape on
 Tiny Shakespeare (characters), then the validation split scored by the float and int8
 PyTorch models and the float and int8 exports.
@@ -29,14 +32,16 @@ import torch
 from ..benchmark.measure import interleaved, median
 from ..benchmark.speed import read_bandwidth
 from ..data.text import Vocab, read_text, split_ids, tokenize
+from ..errors import UserError
 from ..experiments import atomic_write_text, machine_description
 from ..infer import Predictor
 from ..models.lm import LanguageModel
 from ..registry import available
 from ..train import TrainConfig, Trainer, evaluate
-from .exporter import export_model
+from .exporter import export_model, measure
 from .predictor import evaluate_export, load_predictor
 from .runtime import Exported
+from .step import StepFunction
 
 DEFAULT = {"vocab": 65, "embedding": 128, "hidden": 512, "layers": 2}
 KEYBOARD = {"vocab": 10_000, "embedding": 96, "hidden": 670, "layers": 1, "tie_weights": True,
@@ -49,8 +54,10 @@ def _vocab(n: int) -> Vocab:
     return Vocab("word", ["<unk>", "\n"] + [f"w{i}" for i in range(n - 2)])
 
 
-def bench_step(arch: str, shape: dict, work: Path, tokens: int, reps: int, bw: float) -> dict:
-    """Seconds per token of the three steppers, and bytes read per step."""
+def bench_step(arch: str, shape: dict, work: Path, tokens: int, reps: int, bw: float,
+               agree_steps: int = 0) -> dict:
+    """Seconds per token of the three steppers, bytes read per step, and (agree_steps > 0)
+    the float export's largest difference from PyTorch over that many steps at batch 64."""
     torch.manual_seed(0)
     opts = {k: v for k, v in shape.items() if k != "vocab"}
     model = LanguageModel(shape["vocab"], arch, **opts).eval()
@@ -76,6 +83,8 @@ def bench_step(arch: str, shape: dict, work: Path, tokens: int, reps: int, bw: f
                 _, state = sess.step([t], state)
         return run
 
+    agree = measure(model, StepFunction(model), sessions["float32"], steps=agree_steps,
+                    batch=64) if agree_steps else None
     fns = {"pytorch": pytorch, "onnx_float32": onnx("float32"), "onnx_int8": onnx("int8")}
     per = {k: median(v) / tokens for k, v in interleaved(fns, reps).items()}
     fbytes = meta["float32"]["weight_bytes_per_step"]
@@ -87,7 +96,7 @@ def bench_step(arch: str, shape: dict, work: Path, tokens: int, reps: int, bw: f
             "vs_weight_read": {"pytorch": per["pytorch"] / (fbytes / bw),
                                "onnx_float32": per["onnx_float32"] / (fbytes / bw),
                                "onnx_int8": per["onnx_int8"] / (ibytes / bw)},
-            "int8_speedup": per["onnx_float32"] / per["onnx_int8"],
+            "int8_speedup": per["onnx_float32"] / per["onnx_int8"], "agreement": agree,
             "onnx_vs_pytorch": per["pytorch"] / per["onnx_float32"]}
 
 
@@ -114,6 +123,9 @@ def loss_cost(arch: str, seconds: float, work: Path, text: Path) -> dict:
 def run(args: argparse.Namespace) -> dict:
     torch.set_num_threads(1)
     names = args.arch or list(available())
+    if args.train_seconds > 0 and not Path(args.text).is_file():
+        raise UserError(f"--text {args.text}: no such file (Tiny Shakespeare, for the int8 "
+                        f"loss); give its path, or --train-seconds 0 to skip that part")
     start, load0 = time.time(), os.getloadavg()
     result: dict = {"command": args.command, "machine": machine_description(),
                     "started_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(start)),
@@ -123,11 +135,11 @@ def run(args: argparse.Namespace) -> dict:
         work = Path(tmp)
         bw = read_bandwidth()
         result["read_bandwidth_Bps"] = bw
-        result["step"] = [bench_step(a, DEFAULT, work, args.tokens, args.reps, bw)
-                          for a in names]
+        result["step"] = [bench_step(a, DEFAULT, work, args.tokens, args.reps, bw,
+                                     args.agree_steps) for a in names]
         result["keyboard"] = bench_step("lstm_cifg", KEYBOARD, work, args.tokens, args.reps,
                                         bw)
-        if args.train_seconds > 0 and Path(args.text).is_file():
+        if args.train_seconds > 0:
             result["loss"] = [loss_cost(a, args.train_seconds, work, Path(args.text))
                               for a in names]
     result.update(seconds=time.time() - start, loadavg_after=os.getloadavg())
@@ -160,6 +172,20 @@ def render(r: dict) -> str:
             f"{s['weight_bytes_per_step']['int8'] / 1e6:.2f} | {v['pytorch']:.2f} | "
             f"{v['onnx_float32']:.2f} | {v['onnx_int8']:.2f} | {s['int8_speedup']:.2f}x | "
             f"{s['file_bytes']['int8'] / 1e6:.2f} |")
+    agree = [s for s in r["step"] if s.get("agreement")]
+    if agree:
+        a0 = agree[0]["agreement"]
+        lines += ["", (f"## Export vs PyTorch: {a0['steps']} steps at batch {a0['batch']} from "
+                  "a zero state (float32)"), "",
+                  ("Largest |logit difference| over all steps, relative to the largest |logit|; "
+                  "beside it, how far PyTorch float32 itself is from float64 on the same steps."),
+                  "", "| arch | onnxruntime vs PyTorch | PyTorch f32 vs f64 | max state diff |",
+                  "|---|---|---|---|"]
+        for s in agree:
+            a = s["agreement"]
+            lines.append(f"| {s['arch']} | {a['relative_logit_error']:.1e} | "
+                         f"{a['pytorch_float32_vs_float64']:.1e} | "
+                         f"{a['max_abs_state_error']:.1e} |")
     if r.get("loss"):
         lines += ["", "## What int8 costs (validation nats per character)", "",
                   ("| arch | PyTorch f32 | PyTorch int8 | ORT f32 | ORT int8 | cost PyTorch | "
@@ -177,6 +203,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", action="append", help="architecture (repeatable; default all)")
     p.add_argument("--tokens", type=int, default=100, help="tokens per timed round")
     p.add_argument("--reps", type=int, default=5, help="interleaved rounds (median)")
+    p.add_argument("--agree-steps", type=int, default=512,
+                   help="steps (batch 64) of the float export against PyTorch (0: skip)")
     p.add_argument("--train-seconds", type=float, default=60,
                    help="training time per architecture for the int8 loss (0: skip)")
     p.add_argument("--text", default=str(TEXT), help="text for the loss part")

@@ -23,6 +23,7 @@ from onnx import TensorProto, helper, numpy_helper
 from .quant import quantise_rows
 
 _AXIS_LAST = "rnnlab_axis_last"
+_ONE = "rnnlab_one"
 
 
 def _attrs(node) -> dict:
@@ -88,12 +89,11 @@ def quantise_graph(model: onnx.ModelProto) -> list[dict]:
             idx, base = node.input[1], out
             if axis == 1:          # the (E, V) output matrix: its transpose, made once
                 rows = f"{qn}_rows"            # when the session loads (constant folding),
-                if rows not in made:           # and a copy of the scales (onnxruntime's
-                    front.append(helper.make_node("Transpose", [qn], [rows], perm=[1, 0]))
-                    scales = numpy_helper.to_array(next(i for i in new_inits if i.name == sn))
-                    new_inits.append(numpy_helper.from_array(scales, f"{sn}_rows"))
-                    made[rows] = (rows, f"{sn}_rows", 0)    # 8-bit kernel wants its own)
-                qn, sn = made[rows][:2]
+                if rows not in made:           # and a copy of the scales, made likewise
+                    front += [helper.make_node("Transpose", [qn], [rows], perm=[1, 0]),
+                              helper.make_node("Mul", [sn, _ONE], [f"{sn}_rows"])]
+                    made[rows] = (rows, f"{sn}_rows", 0)    # (the 8-bit kernel wants its
+                qn, sn = made[rows][:2]                     # scales to itself)
             nodes += [helper.make_node("Gather", [qn, idx], [f"{base}_q"]),
                       helper.make_node("Gather", [sn, idx], [f"{base}_s"]),
                       helper.make_node("Cast", [f"{base}_q"], [f"{base}_f"],
@@ -119,6 +119,7 @@ def quantise_graph(model: onnx.ModelProto) -> list[dict]:
     used = {i for n in front + nodes for i in n.input}
     keep = [i for i in graph.initializer if i.name in used]
     keep.append(numpy_helper.from_array(np.array([-1], dtype=np.int64), _AXIS_LAST))
+    keep.append(numpy_helper.from_array(np.array(1.0, dtype=np.float32), _ONE))
     del graph.initializer[:]
     graph.initializer.extend(keep + new_inits)
     del graph.node[:]
@@ -141,8 +142,12 @@ def weight_bytes(graph: onnx.ModelProto) -> dict:
     """Bytes of the graph's constants, and of what one step reads: everything except the
     gathered tables, of which a step reads one row (or column) per sequence."""
     total = per_step = 0
-    gathered = {n.input[0]: _attrs(n).get("axis", 0) for n in graph.graph.node
-                if n.op_type == "Gather"}
+    nodes = graph.graph.node
+    gathered = {n.input[0]: _attrs(n).get("axis", 0) for n in nodes if n.op_type == "Gather"}
+    for n in nodes:                  # a table a product also reads is read whole
+        if n.op_type != "Gather":
+            for name in n.input:
+                gathered.pop(name, None)
     for init in graph.graph.initializer:
         a = numpy_helper.to_array(init)
         total += a.nbytes
