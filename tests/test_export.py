@@ -144,6 +144,11 @@ def test_suggest_and_eval_from_the_export_equal_the_run(exports, arch, tmp_path,
         sa, sb = a.suggest(text, 3), b.suggest(text, 3)
         assert [w for w, _ in sa] == [w for w, _ in sb]
         assert [p for _, p in sa] == pytest.approx([p for _, p in sb], rel=1e-4)
+    for folder in (run, f32):                          # sample: the same seeded text
+        assert main(["sample", str(folder), "--prime", "The", "--length", "6",
+                     "--seed", "3"]) == 0
+    outs = capsys.readouterr().out.splitlines()
+    assert outs[0] == outs[1] and outs[0].startswith("The")
     (tmp_path / "t.txt").write_text(TEXT * 3)
     nats = []
     for folder in (run, f32):

@@ -217,5 +217,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     args.command = " ".join([Path(sys.argv[0]).name] + (sys.argv[1:] if argv is None
                                                          else list(argv)))
-    print(render(run(args)))
+    try:
+        print(render(run(args)))
+    except UserError as e:
+        print(f"export_step: error: {e}", file=sys.stderr)
+        return 2
     return 0
