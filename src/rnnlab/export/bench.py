@@ -100,8 +100,10 @@ def bench_step(arch: str, shape: dict, work: Path, tokens: int, reps: int, bw: f
             "onnx_vs_pytorch": per["pytorch"] / per["onnx_float32"]}
 
 
-def loss_cost(arch: str, seconds: float, work: Path, text: Path) -> dict:
-    """Validation nats per character, float and int8, PyTorch and exported."""
+def loss_cost(arch: str, seconds: float, work: Path, text: Path, agree_steps: int = 0
+              ) -> dict:
+    """Validation nats per character, float and int8, PyTorch and exported; and the float
+    export's agreement with the trained model over agree_steps steps at batch 64."""
     run = work / f"{arch}-run"
     cfg = TrainConfig(text=str(text), level="char", arch=arch, max_time=seconds,
                       eval_every=0, save_every=0, **SMALL)
@@ -115,6 +117,9 @@ def loss_cost(arch: str, seconds: float, work: Path, text: Path) -> dict:
         folder = work / f"{arch}-loss-{kind}"
         export_model(pred.model, pred.vocab.to_json(), folder, int8=kind == "int8")
         out[f"onnx_{kind}"] = evaluate_export(Exported(folder), valid, 16)
+        if kind == "float32" and agree_steps:
+            out["agreement"] = measure(pred.model, StepFunction(pred.model), Exported(folder),
+                                       steps=agree_steps, batch=64)
     out["int8_cost_pytorch"] = out["pytorch_int8"] - out["pytorch_float32"]
     out["int8_cost_onnx"] = out["onnx_int8"] - out["onnx_float32"]
     return out
@@ -133,15 +138,22 @@ def run(args: argparse.Namespace) -> dict:
                     "rounds": args.reps}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        bw = read_bandwidth()
-        result["read_bandwidth_Bps"] = bw
-        result["step"] = [bench_step(a, DEFAULT, work, args.tokens, args.reps, bw,
-                                     args.agree_steps) for a in names]
-        result["keyboard"] = bench_step("lstm_cifg", KEYBOARD, work, args.tokens, args.reps,
-                                        bw)
+        if args.skip_step:                   # keep the step part of an earlier run
+            old = json.loads((Path(args.out) / "export.json").read_text())
+            result.update({k: old[k] for k in ("read_bandwidth_Bps", "step", "keyboard")})
+            result["step_run"] = old.get("step_run") or {
+                k: old[k] for k in ("command", "started_utc", "seconds", "loadavg_before",
+                                    "loadavg_after", "tokens_per_round", "rounds")}
+        else:
+            bw = read_bandwidth()
+            result["read_bandwidth_Bps"] = bw
+            result["step"] = [bench_step(a, DEFAULT, work, args.tokens, args.reps, bw,
+                                         args.agree_steps) for a in names]
+            result["keyboard"] = bench_step("lstm_cifg", KEYBOARD, work, args.tokens,
+                                            args.reps, bw)
         if args.train_seconds > 0:
-            result["loss"] = [loss_cost(a, args.train_seconds, work, Path(args.text))
-                              for a in names]
+            result["loss"] = [loss_cost(a, args.train_seconds, work, Path(args.text),
+                                        args.agree_steps) for a in names]
     result.update(seconds=time.time() - start, loadavg_after=os.getloadavg())
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -159,6 +171,11 @@ def render(r: dict) -> str:
              f"{r['loadavg_after'][0]:.1f} after. Batch 1, one thread, medians of "
              f"{r['rounds']} interleaved rounds of {r['tokens_per_round']} tokens. Read "
              f"bandwidth {bw / 1e9:.1f} GB/s (sum of a 256 MB tensor)."), "",
+             *([(f"Step timings from an earlier run: `{r['step_run']['command']}`, "
+                f"{r['step_run']['started_utc']}, load average "
+                f"{r['step_run']['loadavg_before'][0]:.1f} before, "
+                f"{r['step_run']['loadavg_after'][0]:.1f} after."), ""]
+               if r.get("step_run") else []),
              ("| arch | params | PyTorch µs | ORT f32 µs | ORT int8 µs | f32 MB/step | "
              "int8 MB/step | PyTorch / read | ORT f32 / read | ORT int8 / read | "
              "int8 speed-up | int8 file MB |"), "|" + "---|" * 12]
@@ -186,6 +203,18 @@ def render(r: dict) -> str:
             lines.append(f"| {s['arch']} | {a['relative_logit_error']:.1e} | "
                          f"{a['pytorch_float32_vs_float64']:.1e} | "
                          f"{a['max_abs_state_error']:.1e} |")
+    trained = [x for x in r.get("loss", []) if x.get("agreement")]
+    if trained:
+        a0 = trained[0]["agreement"]
+        lines += ["", (f"## Export vs PyTorch on the trained models: {a0['steps']} steps at "
+                  f"batch {a0['batch']}, random tokens, from a zero state"), "",
+                  "| arch | onnxruntime vs PyTorch | PyTorch f32 vs f64 | max state diff |",
+                  "|---|---|---|---|"]
+        for x in trained:
+            a = x["agreement"]
+            lines.append(f"| {x['arch']} | {a['relative_logit_error']:.1e} | "
+                         f"{a['pytorch_float32_vs_float64']:.1e} | "
+                         f"{a['max_abs_state_error']:.1e} |")
     if r.get("loss"):
         lines += ["", "## What int8 costs (validation nats per character)", "",
                   ("| arch | PyTorch f32 | PyTorch int8 | ORT f32 | ORT int8 | cost PyTorch | "
@@ -208,6 +237,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-seconds", type=float, default=60,
                    help="training time per architecture for the int8 loss (0: skip)")
     p.add_argument("--text", default=str(TEXT), help="text for the loss part")
+    p.add_argument("--skip-step", action="store_true",
+                   help="keep the step timings of the existing export.json in --out")
 
 
 def main(argv=None) -> int:
