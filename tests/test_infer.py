@@ -5,7 +5,7 @@ import torch
 
 from rnnlab.data.text import is_word_char
 from rnnlab.infer import Predictor
-from rnnlab.train import Trainer, TrainConfig
+from rnnlab.train import TrainConfig, Trainer
 
 TEXT = ("She was born in France and grew up speaking French. He was born in Spain and "
         "grew up speaking Spanish. The clouds in the sky are blue. The grass is green.\n")

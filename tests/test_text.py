@@ -7,8 +7,16 @@ import torch
 
 from rnnlab.cli import main
 from rnnlab.data.corpus import CorpusConfig, colour_story, filler, generate, language_story
-from rnnlab.data.text import (UNK, Vocab, batchify, detokenize, prepare, read_text, split_ids,
-                              tokenize)
+from rnnlab.data.text import (
+    UNK,
+    Vocab,
+    batchify,
+    detokenize,
+    prepare,
+    read_text,
+    split_ids,
+    tokenize,
+)
 from rnnlab.errors import UserError
 
 SAMPLE = "First Citizen:\nBefore we proceed, don't you hear me speak?\n\nAll: Speak, speak (now)!"

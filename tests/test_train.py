@@ -12,7 +12,7 @@ import torch
 
 from rnnlab.checkpoint import RunDir, flatten_state, unflatten_state
 from rnnlab.cli import main
-from rnnlab.train import Trainer, TrainConfig, evaluate, lr_at
+from rnnlab.train import TrainConfig, Trainer, evaluate, lr_at
 
 # a small word model on a small built-in corpus: a few milliseconds per step
 TINY = ["--embedding", "16", "--hidden", "24", "--batch", "4", "--bptt", "12",

@@ -26,9 +26,9 @@ from torch import Tensor
 from .checkpoint import RunDir, load_model_state
 from .data.text import UNK, Vocab, detokenize, is_word_char, tokenize
 from .errors import UserError
-from .stepper import Stepper
+from .layers.registry import available
 from .models.lm import LanguageModel, LMConfig
-from .registry import available
+from .stepper import Stepper
 
 
 class Predictor:

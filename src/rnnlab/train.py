@@ -5,8 +5,9 @@ next window of ``bptt`` tokens of every stream, starting from the recurrent stat
 previous window ended in, detached (``rnnlab.detach_state``), so the model sees context
 beyond the window while gradients stop at its edge. AdamW, gradient-norm clipping, linear
 warm-up, then a constant learning rate or, when ``min_lr`` is given, cosine decay to it over
-a horizon that is ``max_steps`` or, with only a time budget, estimated from the speed of the first steps (and saved, so a resumed run
-follows the same schedule). Validation is a full pass over the validation split.
+a horizon that is ``max_steps`` or, with only a time budget, estimated from the speed of
+the first steps (and saved, so a resumed run follows the same schedule). Validation is a
+full pass over the validation split.
 
 Reproducible: the same config and seed give the same losses, and a run resumed from its
 last checkpoint continues exactly as if it had not stopped (model, optimizer moments, RNG,
@@ -26,8 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .checkpoint import (RunDir, atomic_write_bytes, flatten_state, load_model_state,
-                         unflatten_state)
+from .checkpoint import RunDir, atomic_write_bytes, flatten_state, load_model_state, unflatten_state
 from .data.corpus import CorpusConfig, generate
 from .data.text import Corpus, Vocab, batchify, prepare, read_text
 from .errors import UserError
@@ -166,7 +166,8 @@ class Trainer:
                 tensors[f"opt.{i}.{k}"] = v if isinstance(v, Tensor) else torch.tensor(v)
         tensors["rng"] = torch.get_rng_state()
         info = {"pos": self.pos, "epoch": self.epoch, "elapsed": self.elapsed,
-                "horizon": self.horizon, "estimated": self.estimated, "best": self.best if self.best < math.inf else None,
+                "horizon": self.horizon, "estimated": self.estimated,
+                "best": self.best if self.best < math.inf else None,
                 "state": structure, "param_groups": opt["param_groups"]}
         self.run_dir.save_checkpoint(self.step, self.model.state_dict(), tensors, info)
 

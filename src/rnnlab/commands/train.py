@@ -8,7 +8,7 @@ import torch
 
 from .. import available
 from ..errors import UserError
-from ..train import Trainer, TrainConfig
+from ..train import TrainConfig, Trainer
 
 HELP = "train a next-token language model on TEXT (a UTF-8 file or folder; default built-in)"
 _DEFAULTS = TrainConfig()
@@ -57,7 +57,8 @@ def add_arguments(parser) -> None:
         parser.add_argument("--" + name.replace("_", "-"), type=kind, default=None,
                             metavar="N" if kind is int else "X" if kind is float else "NAME",
                             help=f"{text} (default {default})")
-    parser.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's)")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="torch CPU threads (default: torch's)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..data.corpus import CorpusConfig, generate
 from ..progress import Progress
-from ..train import Trainer, TrainConfig, load_corpus
+from ..train import TrainConfig, Trainer, load_corpus
 from . import atomic_write_text, machine_description, write_outputs
 from ._compare import architectures, hidden_for_budget, markdown_table, pyplot, threads
 

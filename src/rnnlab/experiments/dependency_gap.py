@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..data.corpus import COUNTRIES, OBJECTS, CorpusConfig, make_probes
 from ..progress import Progress
-from ..train import Trainer, TrainConfig, load_corpus
+from ..train import TrainConfig, Trainer, load_corpus
 from . import machine_description, write_outputs
 from ._compare import architectures, hidden_for_budget, markdown_table, pyplot, threads
 from .next_word import probe_accuracy

@@ -16,7 +16,7 @@ import math
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -24,9 +24,9 @@ import torch
 from ..data.corpus import COUNTRIES, OBJECTS, CorpusConfig, Probe, make_probes
 from ..data.text import Vocab, tokenize
 from ..infer import Predictor
+from ..layers.registry import available
 from ..models.lm import LanguageModel
-from ..registry import available
-from ..train import Trainer, TrainConfig
+from ..train import TrainConfig, Trainer
 from . import machine_description, write_outputs
 
 NAME = "next_word"
@@ -158,7 +158,8 @@ def table_markdown(result: dict) -> str:
         gaps = sorted({int(g) for r in res.values() for g in r["accuracy"].get(kind, {})})
         lines += [f"Next-word accuracy at the target, {title} "
                   f"(chance {result['chance'][kind]:.0%}), by gap in tokens:", "",
-                  "| arch | steps | seconds | valid nats | " + " | ".join(f"gap {g}" for g in gaps) + " |",
+                  "| arch | steps | seconds | valid nats | "
+                  + " | ".join(f"gap {g}" for g in gaps) + " |",
                   "|---|---|---|---|" + "---|" * len(gaps)]
         for arch, r in res.items():
             accs = r["accuracy"].get(kind, {})

@@ -16,10 +16,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
-from ..registry import build
+from ..layers.registry import build
 
 
 @dataclass
