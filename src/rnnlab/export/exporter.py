@@ -12,12 +12,11 @@ tokens before anything is written). An export that does not reproduce its model 
 The graph comes from torch's TorchScript-based exporter (``dynamo=False``): it traces a
 step in a fraction of a second (torch.export takes seconds) and folds every weight
 expression (concatenations, transposes, Clockwork's mask) into plain constants; layer
-norm, whose shape argument the cells take from the input, gets a symbolic of its own. With ``int8=True`` the model's big
-matrices are first rounded to int8 per row in PyTorch (``rnnlab.export.quant``), the
-float graph is exported, and then each constant matrix that a MatMul, Gemm or Gather
-reads is stored as int8 with its per-row scales: ``DequantizeLinear`` feeds the product
-(onnxruntime fuses the pair into an 8-bit weight kernel), and the embedding gathers int8
-rows and scales them.
+norm, whose shape argument the cells take from the input, gets a symbolic of its own.
+With ``int8=True`` the model's big matrices are first rounded to int8 per row in PyTorch
+(``rnnlab.export.quant``), the float graph is exported, and then each constant matrix
+that a MatMul, Gemm or Gather reads is stored as int8 with its per-row scales
+(``rnnlab.export.graph_int8``).
 """
 from __future__ import annotations
 

@@ -27,24 +27,24 @@ from torch import Tensor, nn
 from ..cells.base import Cell
 from ..cells.clockwork import ClockworkCell
 from ..cells.grid import GridState
-from ..models.grid import GridLSTM
+from ..layers.grid import GridLSTM
 from ..models.lm import LanguageModel
 
 
 def core_cells(core: nn.Module) -> tuple[str, list[Cell]]:
-    """How the core keeps its state ("stacked": torch's (h, c) tensors; "tuple": one
-    state per layer; "grid": GridState of (L, B, H) tensors) and its cells bottom to top."""
+    """How the core lays out its state ("layers": it says so itself, with ``cells``,
+    ``split_state`` and ``join_state``; "grid": a Grid LSTM's GridState of (L, B, H)
+    tensors, after an input projection) and its cells bottom to top."""
     if getattr(core, "bidirectional", False):
         raise ValueError("a bidirectional core cannot run one token at a time")
     if isinstance(core, GridLSTM):
         return "grid", [core.cell(k) for k in range(core.num_layers)]
-    if hasattr(core, "cells") and hasattr(core, "join_state"):         # torch-style fronts
-        return "stacked", list(core.cells)
-    layers = getattr(core, "layers", None)
-    if layers is not None and all(isinstance(getattr(x, "cell", None), Cell) for x in layers):
-        return "tuple", [x.cell for x in layers]
-    raise ValueError(f"cannot export a {type(core).__name__} core: expected torch-style "
-                     f"layers, a stack of recurrent layers or a Grid LSTM")
+    if hasattr(core, "split_state") and hasattr(core, "join_state"):
+        cells = list(core.cells)
+        if all(isinstance(c, Cell) for c in cells):
+            return "layers", cells
+    raise ValueError(f"cannot export a {type(core).__name__} core: expected a layer of "
+                     f"cells (an rnnlab front, a stack of recurrent layers) or a Grid LSTM")
 
 
 def _clock_modulus(cell: ClockworkCell) -> int:
@@ -98,25 +98,19 @@ class StepFunction(nn.Module):
 
     def to_flat(self, state: Any) -> Tensor:
         """The core's own state form (as its forward returns it) -> (B, S)."""
-        n = len(self.cells)
-        if self.form == "stacked":
-            parts = state if isinstance(state, tuple) else (state,)
-            states = [self.cells[0].State(*(p[k] for p in parts)) for k in range(n)]
-        elif self.form == "grid":
-            states = [GridState(state.h[k], state.m[k]) for k in range(n)]
+        if self.form == "grid":
+            states = [GridState(state.h[k], state.m[k]) for k in range(len(self.cells))]
         else:
-            states = list(state)
+            states = self.model.core.split_state(state)
         return self._flatten(states)
 
     def from_flat(self, flat: Tensor) -> Any:
         """(B, S) -> the core's own state form."""
         states = self._cell_states(flat)
-        if self.form == "stacked":
-            return self.model.core.join_state(states)
         if self.form == "grid":
             return GridState(torch.stack([s.h for s in states]),
                              torch.stack([s.m for s in states]))
-        return tuple(states)
+        return self.model.core.join_state(states)
 
     # -- one step ------------------------------------------------------------------------
     def forward(self, token: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
