@@ -325,3 +325,21 @@ def test_tied_projected_model_stores_its_embedding_once(tmp_path):
     quantise_model_(model)
     compare(model, Exported(tmp_path / "kb", exact_int8=True),
             torch.randint(0, len(vocab), (6, 2)))
+
+
+def test_the_bench_runs_and_writes_its_report(tmp_path, monkeypatch):
+    """A smoke run of benchmarks/export_step.py at tiny shapes (no timing is judged)."""
+    from rnnlab.export import bench
+    monkeypatch.setattr(bench, "DEFAULT", {"vocab": 13, "embedding": 8, "hidden": 12,
+                                           "layers": 2})
+    monkeypatch.setattr(bench, "KEYBOARD", {"vocab": 13, "embedding": 8, "hidden": 16,
+                                            "layers": 1, "tie_weights": True, "proj_size": 8})
+    monkeypatch.setattr(bench, "read_bandwidth", lambda: 1e10)
+    assert bench.main(["--out", str(tmp_path), "--arch", "gru", "--arch", "grid_lstm",
+                       "--tokens", "3", "--reps", "1", "--agree-steps", "2",
+                       "--train-seconds", "0"]) == 0
+    result = json.loads((tmp_path / "export.json").read_text())
+    assert [s["arch"] for s in result["step"]] == ["gru", "grid_lstm"]
+    assert result["step"][0]["weight_bytes_per_step"]["int8"] < \
+        result["step"][0]["weight_bytes_per_step"]["float32"]
+    assert "| grid_lstm |" in (tmp_path / "export.md").read_text()

@@ -35,8 +35,8 @@ from ..data.text import Vocab, read_text, split_ids, tokenize
 from ..errors import UserError
 from ..experiments import atomic_write_text, machine_description
 from ..infer import Predictor
+from ..layers.registry import available
 from ..models.lm import LanguageModel
-from ..registry import available
 from ..train import TrainConfig, Trainer, evaluate
 from .exporter import export_model, measure
 from .predictor import evaluate_export, load_predictor
