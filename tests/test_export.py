@@ -16,7 +16,6 @@ import torch
 from onnx import numpy_helper
 
 import rnnlab
-from rnnlab.checkpoint import RunDir
 from rnnlab.cli import main
 from rnnlab.data.text import Vocab, tokenize
 from rnnlab.export.exporter import export_model, trace
@@ -25,7 +24,8 @@ from rnnlab.export.quant import big_matrices, quantise_model_, quantise_rows
 from rnnlab.export.runtime import Exported
 from rnnlab.export.step import StepFunction
 from rnnlab.infer import Predictor
-from rnnlab.models.lm import LanguageModel
+from rnnlab.models.lm import LanguageModel, LMConfig
+from rnnlab.train import TrainConfig, Trainer
 
 ARCHS = list(rnnlab.available())
 TEXT = ("She was born in France and grew up speaking French. He was born in Spain and "
@@ -34,16 +34,15 @@ RUNTIME = Path(__file__).resolve().parents[1] / "src" / "rnnlab" / "export" / "r
 
 
 def make_run(root: Path, arch: str, level: str = "word", seed: int = 0) -> Path:
-    """A run directory holding an untrained tiny model (what export reads from a run)."""
-    torch.manual_seed(seed)
-    vocab = Vocab.build(tokenize(TEXT, level), level)
-    model = LanguageModel(len(vocab), arch, embedding=8, hidden=12, layers=2)
-    with torch.no_grad():                     # sharper distributions: no near-ties
-        model.decoder.weight.mul_(4)
-    run = RunDir(root / f"{arch}-{level}-run")
-    run.create({"model": model.config.to_json()}, vocab.to_json())
-    run.save_best(model.state_dict(), {"step": 0})
-    return run.path
+    """A run directory holding a tiny model after one training step."""
+    text = root / "text.txt"
+    text.write_text(TEXT * 20)
+    out = root / f"{arch}-{level}-run"
+    cfg = TrainConfig(text=str(text), level=level,
+                      model=LMConfig(arch=arch, embedding=8, hidden=12, layers=2), batch=2,
+                      bptt=8, lr=1e-2, max_steps=1, eval_every=0, save_every=0, seed=seed)
+    Trainer(cfg, out, quiet=True).run()
+    return out
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ import torch
 
 from rnnlab.data.text import is_word_char
 from rnnlab.infer import Predictor
+from rnnlab.models.lm import LMConfig
 from rnnlab.train import TrainConfig, Trainer
 
 TEXT = ("She was born in France and grew up speaking French. He was born in Spain and "
@@ -14,7 +15,8 @@ TEXT = ("She was born in France and grew up speaking French. He was born in Spai
 @pytest.fixture(scope="module")
 def word_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("word") / "run"
-    cfg = TrainConfig(level="word", embedding=16, hidden=24, layers=2, batch=4, bptt=16,
+    cfg = TrainConfig(level="word", model=LMConfig(embedding=16, hidden=24, layers=2),
+                      batch=4, bptt=16,
                       lr=1e-2, max_steps=40, eval_every=0, save_every=0, corpus_tokens=6000)
     Trainer(cfg, out, quiet=True).run()
     return out
@@ -24,8 +26,9 @@ def word_run(tmp_path_factory):
 def char_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("char")
     (root / "t.txt").write_text(TEXT * 30)
-    cfg = TrainConfig(text=str(root / "t.txt"), level="char", arch="gru", embedding=16,
-                      hidden=48, layers=1, batch=8, bptt=32, lr=1e-2, max_steps=120,
+    cfg = TrainConfig(text=str(root / "t.txt"), level="char",
+                      model=LMConfig(arch="gru", embedding=16, hidden=48, layers=1), batch=8,
+                      bptt=32, lr=1e-2, max_steps=120,
                       eval_every=0, save_every=0)
     Trainer(cfg, root / "run", quiet=True).run()
     return root / "run"
@@ -101,3 +104,19 @@ def test_predictor_step_matches_the_full_sequence_forward(word_run):
     with torch.no_grad():
         full, _ = pred.model(torch.tensor([pred.start_id] + ids)[:, None])
     assert torch.allclose(logits, full[-1, 0], atol=1e-5)
+
+
+def test_a_long_prompt_is_read_in_chunks_with_bounded_memory(char_run, monkeypatch):
+    import rnnlab.infer as infer
+    prompt = (TEXT * 8)[: 3 * infer.CACHE + 77]
+    pred = Predictor.load(char_run)
+    logits, _ = pred.read(pred.encode(prompt))
+    assert len(pred._states) == len(pred._logits) <= infer.CACHE + 1
+    monkeypatch.setattr(infer, "CACHE", 10**9)                # every token stepped, all kept
+    ref = Predictor.load(char_run)
+    ref_logits, _ = ref.read(ref.encode(prompt))
+    assert len(ref._states) == len(prompt) + 1
+    assert torch.allclose(logits, ref_logits, atol=1e-4)
+    monkeypatch.undo()
+    short = prompt[:40]                                    # deleting past the window
+    _same(pred.suggest(short, 3), Predictor.load(char_run).suggest(short, 3))

@@ -9,7 +9,9 @@ extends the previous call (typing) costs one ``step`` per new token, and deletin
 characters goes back to a saved state instead of re-reading the prefix.
 
 - Word level: the next-word distribution; if the text ends inside a word, the vocabulary
-  words that complete it, with their probabilities.
+  words that complete it, with their probabilities. When the typed word is itself a word
+  ("free so"), its longer completions ("software") and the words after it compete by the
+  probability of the whole continuation, P(so) P(next | so) against P(software).
 - Char level: beam search over characters until a non-word character ends the word; the
   probability of a word includes the character that ends it.
 """
@@ -17,18 +19,22 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections import deque
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from .checkpoint import RunDir, load_model_state
+from .checkpoint import model_from_weights
 from .data.text import UNK, Vocab, detokenize, is_word_char, tokenize
 from .errors import UserError
-from .layers.registry import available
-from .models.lm import LanguageModel, LMConfig
+from .models.lm import LanguageModel
+from .rundir import RunDir, load_vocab, model_config
 from .stepper import Stepper
+
+CACHE = 256           # positions whose state and logits a predictor keeps
+CHUNK = 1024          # tokens per forward pass when reading a long new stretch
 
 
 class Predictor:
@@ -46,33 +52,22 @@ class Predictor:
 
     @classmethod
     def load(cls, run_dir: str | Path) -> "Predictor":
+        """The run's best model and vocabulary, every file checked (rnnlab.rundir)."""
         run = RunDir(run_dir)
-        cfg = run.config()
-        try:
-            mcfg = LMConfig(**cfg["model"])
-        except (KeyError, TypeError) as e:
-            raise UserError(f"{run.path}/config.json: model settings are damaged ({e})") from None
-        if mcfg.arch not in available():
-            raise UserError(f"{run.path}: architecture {mcfg.arch!r} is not available in this "
-                            f"rnnlab (have: {', '.join(available())})")
-        try:
-            vocab = Vocab.from_json(run.vocab())
-        except (KeyError, TypeError) as e:
-            raise UserError(f"{run.path}/vocab.json: damaged ({e})") from None
+        mcfg = model_config(run)
+        vocab = load_vocab(run)
         if len(vocab) != mcfg.vocab_size:
             raise UserError(f"{run.path}: vocab.json has {len(vocab)} tokens but the model "
                             f"expects {mcfg.vocab_size}; the run directory is inconsistent")
-        model = LanguageModel.from_config(mcfg)
-        load_model_state(model, run.model_weights(), run.path)
-        return cls(model, vocab)
+        return cls(model_from_weights(mcfg, run.model_weights(), run.path), vocab)
 
     # -- the incremental state ------------------------------------------------------------
     def reset(self) -> None:
         """Forget everything read; the cache holds the state after the start token."""
         logits, state = self.step(self.start_id, None)
         self._ids: list[int] = []
-        self._states: list[Any] = [state]
-        self._logits: list[Tensor] = [logits]
+        self._states: deque[Any] = deque([state])
+        self._logits: deque[Tensor] = deque([logits])
 
     @torch.inference_mode()
     def step(self, token: int, state: Any) -> tuple[Tensor, Any]:
@@ -84,18 +79,42 @@ class Predictor:
         return self.model.head(h)[0], state
 
     def read(self, ids: list[int]) -> tuple[Tensor, Any]:
-        """Logits and state after ``ids``, reusing the longest cached prefix."""
+        """Logits and state after ``ids``, reusing the longest cached prefix.
+
+        The states and logits of the last ``CACHE`` positions are kept (typing and
+        deleting); a longer new stretch is read in chunks of ``CHUNK`` tokens through the
+        model's forward, keeping nothing per token, so memory does not grow with the
+        prompt's length times the vocabulary."""
         p = 0
         for a, b in zip(self._ids, ids):
             if a != b:
                 break
             p += 1
-        del self._ids[p:], self._states[p + 1:], self._logits[p + 1:]
-        for tok in ids[p:]:
+        first = len(self._ids) + 1 - len(self._states)      # position of _states[0]
+        if p < first:                                        # before the window: start over
+            self.reset()
+            p = first = 0
+        del self._ids[p:]
+        while len(self._states) > p - first + 1:
+            self._states.pop()
+            self._logits.pop()
+        new = ids[p:]
+        bulk = new[: max(0, len(new) - CACHE)]
+        if bulk:
+            state = self._states[-1]
+            with torch.inference_mode():
+                for i in range(0, len(bulk), CHUNK):
+                    out, state = self.model(torch.tensor(bulk[i: i + CHUNK])[:, None], state)
+            self._ids.extend(bulk)
+            self._states, self._logits = deque([state]), deque([out[-1, 0]])
+        for tok in new[len(bulk):]:
             logits, state = self.step(tok, self._states[-1])
             self._ids.append(tok)
             self._states.append(state)
             self._logits.append(logits)
+            if len(self._states) > CACHE + 1:
+                self._states.popleft()
+                self._logits.popleft()
         return self._logits[-1], self._states[-1]
 
     def encode(self, text: str) -> list[int]:
@@ -114,11 +133,19 @@ class Predictor:
 
     def _suggest_words(self, text: str, k: int) -> list[tuple[str, float]]:
         toks = tokenize(text, "word")
-        if toks and text and is_word_char(text[-1]) and toks[-1] not in self.vocab.index:
-            words = self._next_words(toks[:-1], toks[-1], k)   # complete the word typed
-            if words:
-                return words
-        return self._next_words(toks, "", k)                   # a known word is complete
+        if not (toks and text and is_word_char(text[-1])):
+            return self._next_words(toks, "", k)                 # after a space: next words
+        partial = toks[-1]
+        completions = self._next_words(toks[:-1], partial, k + 1)
+        if partial not in self.vocab.index:                      # complete the word typed
+            return completions[:k] or self._next_words(toks, "", k)
+        # the typed text is itself a word ("so"): the longer words it starts ("software")
+        # compete with the words after it, each by the probability of the whole continuation
+        p_word = next((p for w, p in completions if w == partial), 0.0)
+        longer = [(w, p) for w, p in completions if w.lower() != partial.lower()]
+        after = [(w, p_word * p) for w, p in self._next_words(toks, "", k)
+                 if not w.lower().startswith(partial.lower())]
+        return sorted(longer + after, key=lambda wp: -wp[1])[:k]
 
     def _next_words(self, toks: list[str], partial: str, k: int) -> list[tuple[str, float]]:
         self.unknown = self.vocab.unknown(toks)

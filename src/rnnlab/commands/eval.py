@@ -8,6 +8,7 @@ import torch
 
 from ..data.text import read_text, split_ids, tokenize
 from ..export.predictor import ExportPredictor, evaluate_export, load_predictor
+from ..settings import number
 from ..train import evaluate, metrics
 
 HELP = "evaluate a trained run on TEXT: nats per token, bits per char/token, perplexity"
@@ -20,8 +21,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("text", help="UTF-8 text file or folder of .txt files")
     parser.add_argument("--split", choices=("all", *SPLITS), default="all",
                         help="score all of TEXT or one part of its 90/5/5 split")
-    parser.add_argument("--batch", type=int, default=16, help="parallel streams")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--batch", type=number(int, "positive"), default=16,
+                        help="parallel streams")
+    parser.add_argument("--threads", type=number(int, "positive"),
+                        help="torch CPU threads (default: torch's)")
 
 
 def run(args) -> int:

@@ -1,40 +1,33 @@
-"""rnnlab train [TEXT]: train a language model on a text file or the built-in corpus."""
+"""rnnlab train [TEXT]: train a language model on a text file or the built-in corpus.
+
+The flags come from the settings dataclasses: every field of ``LMConfig`` (the model) and
+of ``TrainConfig`` that has a ``help`` is a flag, checked as it is parsed
+(rnnlab.settings); architecture options go through ``--arch-option NAME=VALUE``.
+"""
 from __future__ import annotations
 
-from dataclasses import fields
+import sys
+from dataclasses import fields, replace
 from pathlib import Path
 
 import torch
 
 from .. import available
 from ..errors import UserError
+from ..layers.registry import factory
+from ..models.lm import LMConfig
+from ..settings import arch_options, flag_type, number
 from ..train import TrainConfig, Trainer
 
 HELP = "train a next-token language model on TEXT (a UTF-8 file or folder; default built-in)"
 _DEFAULTS = TrainConfig()
 _BUILTIN = {"embedding": 64, "hidden": 128, "layers": 1, "bptt": 100}
-# (option, type, help); default shown from TrainConfig
-_OPTIONS = [
-    ("arch", str, "recurrent core, any name from `rnnlab list`"),
-    ("embedding", int, "embedding size"),
-    ("hidden", int, "hidden units per layer"),
-    ("layers", int, "stacked recurrent layers"),
-    ("dropout", float, "dropout on embeddings, between layers and before the decoder"),
-    ("batch", int, "parallel contiguous streams per step"),
-    ("bptt", int, "tokens per truncated-BPTT window"),
-    ("lr", float, "AdamW learning rate after the linear warm-up"),
-    ("min_lr", float, "decay by cosine to this learning rate (default: keep lr constant)"),
-    ("warmup", int, "linear warm-up steps"),
-    ("weight_decay", float, "AdamW weight decay"),
-    ("clip", float, "gradient-norm clipping threshold (0: off)"),
-    ("eval_every", int, "steps between validation passes (0: only at the end)"),
-    ("save_every", int, "steps between checkpoints"),
-    ("seed", int, "random seed (same seed and settings: same run)"),
-    ("min_count", int, "drop tokens seen fewer times from the vocabulary"),
-    ("max_vocab", int, "keep at most this many tokens (the rest become <unk>)"),
-    ("corpus_tokens", int, "size of the built-in corpus in tokens"),
-    ("corpus_max_gap", int, "longest dependency gap in the built-in corpus"),
-]
+_SPECIAL = {"options"}                  # model fields with a flag of their own
+
+
+def _flags(cls, defaults) -> list[tuple[str, object]]:
+    return [(f, getattr(defaults, f.name)) for f in fields(cls)
+            if "help" in f.metadata and f.name not in _SPECIAL]
 
 
 def add_arguments(parser) -> None:
@@ -44,50 +37,81 @@ def add_arguments(parser) -> None:
     parser.add_argument("--level", choices=("char", "word"),
                         help="tokens: characters or words (default char for TEXT, word for "
                         "the built-in corpus)")
-    parser.add_argument("--max-time", type=float, metavar="S", help="time budget in seconds")
-    parser.add_argument("--max-steps", type=int, metavar="N", help="budget in training steps")
+    parser.add_argument("--max-time", type=flag_type(TrainConfig, "max_time"), metavar="S",
+                        help="time budget in seconds (training and validation)")
+    parser.add_argument("--max-steps", type=flag_type(TrainConfig, "max_steps"), metavar="N",
+                        help="budget in training steps")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its last checkpoint")
-    parser.add_argument("--tie-weights", action="store_true",
-                        help="share the embedding and decoder matrices")
-    for name, kind, text in _OPTIONS:
-        default = getattr(_DEFAULTS, name)
-        if name in _BUILTIN:
-            default = f"{default}; built-in corpus {_BUILTIN[name]}"
-        parser.add_argument("--" + name.replace("_", "-"), type=kind, default=None,
-                            metavar="N" if kind is int else "X" if kind is float else "NAME",
-                            help=f"{text} (default {default})")
-    parser.add_argument("--threads", type=int, metavar="N",
+    for cls, defaults in ((LMConfig, _DEFAULTS.model), (TrainConfig, _DEFAULTS)):
+        for f, default in _flags(cls, defaults):
+            flag = "--" + f.name.replace("_", "-")
+            if f.type in (bool, "bool"):
+                parser.add_argument(flag, action="store_true", default=None,
+                                    help=f.metadata["help"])
+                continue
+            if f.name in _BUILTIN:
+                default = f"{default}; built-in corpus {_BUILTIN[f.name]}"
+            kind = flag_type(cls, f.name)
+            parser.add_argument(flag, type=kind, default=None,
+                                metavar={"int": "N", "float": "X"}.get(kind.__name__, "NAME"),
+                                help=f"{f.metadata['help']} (default {default})")
+    parser.add_argument("--arch-option", action="append", default=[], metavar="NAME=VALUE",
+                        help="an option of the architecture, VALUE a JSON literal, e.g. "
+                        "--arch-option num_modules=8 (repeatable; see the architecture's "
+                        "parameters)")
+    parser.add_argument("--threads", type=number(int, "positive"), metavar="N",
                         help="torch CPU threads (default: torch's)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def config_from_args(args) -> TrainConfig:
-    given = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
-             if getattr(args, f.name, None) is not None}
-    given.pop("level", None)
-    cfg = TrainConfig(**given)
+def config_from_args(args) -> tuple[TrainConfig, set[str]]:
+    """The settings, and the names of those given on the command line."""
+    given: set[str] = set()
+    model = {}
+    for f, _ in _flags(LMConfig, _DEFAULTS.model):
+        if getattr(args, f.name, None) is not None:
+            model[f.name] = getattr(args, f.name)
+            given.add(f"model.{f.name}")
+    train = {}
+    for f in fields(TrainConfig):
+        if f.name not in ("model", "text") and getattr(args, f.name, None) is not None:
+            train[f.name] = getattr(args, f.name)
+            given.add(f.name)
+    cfg = TrainConfig(**train, model=LMConfig(**model))
     cfg.text = str(args.text) if args.text else None
+    if args.text:
+        given.add("text")
     cfg.level = args.level or ("char" if args.text else "word")
-    cfg.tie_weights = bool(args.tie_weights)
     if not args.text:                       # the built-in corpus wants a small word model
         for name, value in _BUILTIN.items():
             if getattr(args, name) is None:
-                setattr(cfg, name, value)
-    if cfg.arch not in available():
-        raise UserError(f"unknown architecture {cfg.arch!r}; available: "
-                        f"{', '.join(available())}")
-    return cfg
+                target = cfg.model if hasattr(cfg.model, name) else cfg
+                setattr(target, name, value)
+    arch = cfg.model.arch
+    if arch not in available():
+        raise UserError(f"unknown architecture {arch!r}; available: {', '.join(available())}")
+    if args.arch_option:
+        cfg.model = replace(cfg.model, options=arch_options(arch, args.arch_option,
+                                                            factory(arch)))
+        given.add("model.options")
+    return cfg, given
 
 
 def run(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = config_from_args(args)
-    out = args.out or Path("runs") / f"{cfg.arch}-{cfg.level}"
+    cfg, given = config_from_args(args)
+    out = args.out or Path("runs") / f"{cfg.model.arch}-{cfg.level}"
     if not args.resume and args.max_steps is None and args.max_time is None:
         raise UserError("give a budget: --max-steps N and/or --max-time SECONDS")
-    trainer = Trainer(cfg, out, resume=args.resume, quiet=args.quiet)
+    trainer = Trainer(cfg, out, resume=args.resume, quiet=args.quiet, given=given)
+    if trainer.took_over:
+        print(f"note: {out} held a run that stopped before its first checkpoint; "
+              f"starting it again", file=sys.stderr)
+    if trainer.changes:
+        print(f"note: resuming with changed settings: {', '.join(trainer.changes)}",
+              file=sys.stderr)
     result = trainer.run()
     if result["interrupted"]:
         print(f"interrupted at step {result['step']}; saved to {out}; "
@@ -95,5 +119,6 @@ def run(args) -> int:
         return 130
     shown = "  ".join(f"{k} {v:.4g}" for k, v in result.items()
                       if k.startswith("valid_") and isinstance(v, float))
-    print(f"step {trainer.step}  {shown}  ({result['elapsed']:.0f} s)  run: {out}")
+    print(f"step {trainer.step}  {shown}  ({result['session']:.0f} s, {result['elapsed']:.0f} s "
+          f"in all)  run: {out}")
     return 0

@@ -36,7 +36,7 @@ from ..errors import UserError
 from ..experiments import atomic_write_text, machine_description
 from ..infer import Predictor
 from ..layers.registry import available
-from ..models.lm import LanguageModel
+from ..models.lm import LanguageModel, LMConfig
 from ..train import TrainConfig, Trainer, evaluate
 from .exporter import export_model, measure
 from .predictor import evaluate_export, load_predictor
@@ -46,7 +46,7 @@ from .step import StepFunction
 DEFAULT = {"vocab": 65, "embedding": 128, "hidden": 512, "layers": 2}
 KEYBOARD = {"vocab": 10_000, "embedding": 96, "hidden": 670, "layers": 1, "tie_weights": True,
             "proj_size": 96}
-SMALL = {"embedding": 64, "hidden": 256, "layers": 2, "batch": 16, "bptt": 64}
+SMALL = {"embedding": 64, "hidden": 256, "layers": 2}           # trained 2 x 256, batch 16 x 64
 TEXT = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "tinyshakespeare.txt"
 
 
@@ -105,8 +105,8 @@ def loss_cost(arch: str, seconds: float, work: Path, text: Path, agree_steps: in
     """Validation nats per character, float and int8, PyTorch and exported; and the float
     export's agreement with the trained model over agree_steps steps at batch 64."""
     run = work / f"{arch}-run"
-    cfg = TrainConfig(text=str(text), level="char", arch=arch, max_time=seconds,
-                      eval_every=0, save_every=0, **SMALL)
+    cfg = TrainConfig(text=str(text), level="char", model=LMConfig(arch=arch, **SMALL),
+                      batch=16, bptt=64, max_time=seconds, eval_every=0, save_every=0)
     Trainer(cfg, run, quiet=True).run()
     pred = Predictor.load(run)
     valid = pred.vocab.encode(split_ids(tokenize(read_text(text), "char"))[1])

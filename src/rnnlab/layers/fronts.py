@@ -277,9 +277,11 @@ class RNN(_Front, nn.RNN):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = False,
                  dropout: float = 0.0, bidirectional: bool = False, device=None,
-                 dtype=None, **torch_only) -> None:
+                 dtype=None, proj_size: int = 0) -> None:
+        # proj_size only so that torch refuses it as it does for nn.RNN (ValueError)
         super().__init__(input_size, hidden_size, num_layers, nonlinearity, bias, batch_first,
-                         dropout, bidirectional, device=device, dtype=dtype, **torch_only)
+                         dropout, bidirectional, device=device, dtype=dtype,
+                         **({"proj_size": proj_size} if proj_size else {}))
         self._init_front({}, device, dtype)
 
     def _make_cell(self, size_in: int, options: dict, dtype):
@@ -330,9 +332,12 @@ class GRU(_Front, nn.GRU):
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
-                 bidirectional: bool = False, device=None, dtype=None, **torch_only) -> None:
+                 bidirectional: bool = False, device=None, dtype=None,
+                 proj_size: int = 0) -> None:
+        # proj_size only so that torch refuses it as it does for nn.GRU (ValueError)
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, device=device, dtype=dtype, **torch_only)
+                         bidirectional, device=device, dtype=dtype,
+                         **({"proj_size": proj_size} if proj_size else {}))
         self._init_front({}, device, dtype)
 
     def _make_cell(self, size_in: int, options: dict, dtype):
