@@ -25,12 +25,27 @@ from .quant import quantise_model_
 from .runtime import Exported, ExportError, is_export, log_softmax
 
 
+class _Steps:
+    """What Predictor.read calls as ``model(ids (T, B), state)`` to read a long stretch:
+    here one exported step per token, logits (T, B, V)."""
+
+    def __init__(self, exported: Exported) -> None:
+        self.exported = exported
+
+    def __call__(self, ids: Tensor, state: Any = None) -> tuple[Tensor, Any]:
+        out = []
+        for tok in ids.numpy():
+            logits, state = self.exported.step(tok, state)
+            out.append(logits)
+        return torch.from_numpy(np.stack(out)), state
+
+
 class ExportPredictor(Predictor):
     """A Predictor over an exported one-step graph; the state is the flat (1, S) vector."""
 
     def __init__(self, exported: Exported) -> None:
         self.runtime = exported
-        self.model = None                                   # no PyTorch model behind it
+        self.model = _Steps(exported)                       # no PyTorch model behind it
         self.vocab = Vocab(exported.level, list(exported.tokens))
         self.level = self.vocab.level
         self.start_id = self.vocab.index.get("\n", 1)
