@@ -120,3 +120,35 @@ def test_a_long_prompt_is_read_in_chunks_with_bounded_memory(char_run, monkeypat
     monkeypatch.undo()
     short = prompt[:40]                                    # deleting past the window
     _same(pred.suggest(short, 3), Predictor.load(char_run).suggest(short, 3))
+
+
+@pytest.mark.parametrize("arch", ["rnn", "lstm", "gru", "lstm_ln", "clockwork_rnn",
+                                  "depth_gated_lstm", "grid_lstm"])
+def test_step_many_equals_one_step_per_pair(arch):
+    """The batched step (the server's lever, and the char beam's) gives each pair what a
+    step of its own gives."""
+    from rnnlab.data.text import Vocab
+    from rnnlab.models.lm import LanguageModel
+    torch.manual_seed(0)
+    vocab = Vocab("char", ["<unk>", "\n"] + list("abcdefgh "))
+    pred = Predictor(LanguageModel(len(vocab), arch, embedding=8, hidden=12, layers=2), vocab)
+    states, state = [], pred._states[0]
+    for tok in (3, 4, 5, 6):                              # four different histories
+        _, state = pred.step(tok, state)
+        states.append(state)
+    tokens = [7, 2, 9, 7]
+    many = pred.step_many(tokens, states)
+    for tok, st, (logits, new) in zip(tokens, states, many):
+        one_logits, one_new = pred.step(tok, st)
+        assert torch.allclose(logits, one_logits, atol=1e-6)
+        again, _ = pred.step(5, new)                     # the returned state carries on right
+        assert torch.allclose(again, pred.step(5, one_new)[0], atol=1e-6)
+
+
+def test_fork_has_its_own_state_and_shares_the_weights(word_run):
+    base = Predictor.load(word_run)
+    a, b = base.fork(), base.fork()
+    a.suggest("Maria was born in France .", 3)
+    assert a.cached_tokens == 6 and b.cached_tokens == 0 and base.cached_tokens == 0
+    assert a.model is base.model and a._stepper is base._stepper
+    _same(b.suggest("She grew up", 3), Predictor.load(word_run).suggest("She grew up", 3))

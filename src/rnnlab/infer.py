@@ -17,6 +17,8 @@ characters goes back to a saved state instead of re-reading the prefix.
 """
 from __future__ import annotations
 
+import bisect
+import copy
 import heapq
 import math
 from collections import deque
@@ -61,10 +63,29 @@ class Predictor:
                             f"expects {mcfg.vocab_size}; the run directory is inconsistent")
         return cls(model_from_weights(mcfg, run.model_weights(), run.path), vocab)
 
+    def fork(self) -> "Predictor":
+        """A predictor sharing this one's model, vocabulary and prepared stepper, with its
+        own incremental state (as if just reset): one per typing session, no weight copy."""
+        if self.level == "word" and not hasattr(self, "_by_lower"):
+            self._index_words()                               # built once, shared
+        self._enders()
+        other = copy.copy(self)
+        other._ids = []
+        other._states, other._logits = deque([self._start[0]]), deque([self._start[1]])
+        other.unknown = []
+        return other
+
+    @property
+    def cached_tokens(self) -> int:
+        """How many tokens of the last text the incremental state holds (memory grows
+        by one state and one logits vector per token)."""
+        return len(self._ids)
+
     # -- the incremental state ------------------------------------------------------------
     def reset(self) -> None:
         """Forget everything read; the cache holds the state after the start token."""
         logits, state = self.step(self.start_id, None)
+        self._start = (state, logits)                 # shared by forks (never modified)
         self._ids: list[int] = []
         self._states: deque[Any] = deque([state])
         self._logits: deque[Tensor] = deque([logits])
@@ -77,6 +98,20 @@ class Predictor:
             return logits[0], state
         h, state = self._stepper(self.model.embed.weight[token][None], state)   # (1, H)
         return self.model.head(h)[0], state
+
+    @torch.inference_mode()
+    def step_many(self, tokens: list[int], states: list[Any]) -> list[tuple[Tensor, Any]]:
+        """``step`` for several independent (token, state) pairs at once: one batched
+        matrix product per layer instead of one per pair (states of batch 1, as ``step``
+        returns them). Cores whose state layout is not known step one pair at a time."""
+        if self._stepper is None or len(tokens) == 1:
+            return [self.step(t, s) for t, s in zip(tokens, states)]
+        dim = self._stepper.batch_dim                    # torch's (L, B, H) or (B, ...)
+        state = stack_states(states, dim)
+        h, state = self._stepper(self.model.embed.weight[tokens], state)      # (B, H)
+        logits = self.model.head(h)                                          # (B, V)
+        rows = [row.clone() for row in logits]                              # own copies
+        return list(zip(rows, unstack_states(state, len(tokens), dim)))
 
     def read(self, ids: list[int]) -> tuple[Tensor, Any]:
         """Logits and state after ``ids``, reusing the longest cached prefix.
@@ -151,19 +186,32 @@ class Predictor:
         self.unknown = self.vocab.unknown(toks)
         logits, _ = self.read(self.vocab.encode(toks))
         probs = torch.softmax(logits.float(), -1)
-        order = torch.argsort(probs, descending=True).tolist()
+        ids = self._candidates(partial)
+        if not len(ids):
+            return []
+        top = torch.topk(probs[ids], min(k, len(ids)))
+        return [(self.vocab.tokens[i], p) for i, p in
+                zip(ids[top.indices].tolist(), top.values.tolist())]
+
+    def _candidates(self, partial: str) -> Tensor:
+        """Ids of the words that may be suggested after ``partial``: those that start with
+        it (any case); with no partial word, every token with a word character
+        (punctuation is not a suggestion). Never <unk> or the newline. Found by bisection
+        in the lower-cased vocabulary (sorted once, shared by forks)."""
+        if not hasattr(self, "_by_lower"):
+            self._index_words()
+        if not partial:
+            return self._by_lower_ids
         low = partial.lower()
-        out = []
-        for i in order:
-            tok = self.vocab.tokens[i]
-            if tok in (UNK, "\n") or not tok.lower().startswith(low):
-                continue
-            if not partial and not any(is_word_char(ch) for ch in tok):
-                continue                                 # punctuation is not a suggestion
-            out.append((tok, float(probs[i])))
-            if len(out) == k:
-                break
-        return out
+        a = bisect.bisect_left(self._by_lower, low)
+        b = bisect.bisect_left(self._by_lower, low + "\U0010ffff", lo=a)
+        return self._by_lower_ids[a:b]
+
+    def _index_words(self) -> None:
+        words = sorted((t.lower(), i) for i, t in enumerate(self.vocab.tokens)
+                       if t not in (UNK, "\n") and any(is_word_char(ch) for ch in t))
+        self._by_lower = [w for w, _ in words]
+        self._by_lower_ids = torch.tensor([i for _, i in words], dtype=torch.long)
 
     def _suggest_chars(self, text: str, k: int) -> list[tuple[str, float]]:
         words = self._beam(text, k)
@@ -183,25 +231,26 @@ class Predictor:
         beams = [(0.0, "", logits, state)]                 # (-log p, suffix, logits, state)
         done: dict[str, float] = {}
         for _ in range(max_len):
+            logp = torch.log_softmax(torch.stack([b[2] for b in beams]).float(), -1)  # (W, V)
+            ended = logp[:, enders].exp().sum(-1).tolist()
+            logp[:, enders] = -math.inf
+            logp[:, 0] = -math.inf                              # <unk>
+            top = torch.topk(logp, min(width, logp.shape[1]), -1)
             grown = []
-            for cost, suffix, lg, st in beams:
-                logp = torch.log_softmax(lg.float(), -1)
+            for (cost, suffix, _, st), p_end, lps, ids in zip(
+                    beams, ended, top.values.tolist(), top.indices.tolist()):
                 if partial or suffix:
-                    done[partial + suffix] = math.exp(-cost) * float(logp[enders].exp().sum())
-                logp[enders] = -math.inf
-                logp[0] = -math.inf                             # <unk>
-                top = torch.topk(logp, min(width, logp.numel()))
-                for lp, i in zip(top.values.tolist(), top.indices.tolist()):
+                    done[partial + suffix] = math.exp(-cost) * p_end
+                for lp, i in zip(lps, ids):
                     if lp > -math.inf:
                         grown.append((cost - lp, suffix + self.vocab.tokens[i], st, i))
             grown = heapq.nsmallest(width, grown, key=lambda b: b[0])
             kth = sorted(done.values(), reverse=True)[k - 1] if len(done) >= k else 0.0
             if not grown or math.exp(-grown[0][0]) <= kth:
                 break                                    # no longer word can overtake
-            beams = []
-            for cost, suffix, st, i in grown:
-                lg, st2 = self.step(i, st)
-                beams.append((cost, suffix, lg, st2))
+            stepped = self.step_many([b[3] for b in grown], [b[2] for b in grown])
+            beams = [(cost, suffix, lg, st2)
+                     for (cost, suffix, _, _), (lg, st2) in zip(grown, stepped)]
         return sorted(done.items(), key=lambda wp: -wp[1])[:k]
 
     def _enders(self) -> Tensor:
@@ -243,6 +292,25 @@ class Predictor:
             logits[logits < kth] = -math.inf
         probs = torch.softmax(logits / temperature, -1)
         return int(torch.multinomial(probs, 1, generator=gen))
+
+
+def stack_states(states: list[Any], dim: int) -> Any:
+    """Batch-1 states (tensors or nested tuples of them) joined along the batch dimension."""
+    first = states[0]
+    if isinstance(first, Tensor):
+        return torch.cat(states, dim)
+    parts = [stack_states([s[i] for s in states], dim) for i in range(len(first))]
+    return type(first)(*parts) if hasattr(first, "_fields") else tuple(parts)
+
+
+def unstack_states(state: Any, n: int, dim: int) -> list[Any]:
+    """The inverse of ``stack_states``: n batch-1 states, each its own copy (a kept view
+    would keep the whole batch alive)."""
+    if isinstance(state, Tensor):
+        return [t.clone() for t in state.split(1, dim)]
+    per_part = [unstack_states(p, n, dim) for p in state]
+    make = (lambda xs: type(state)(*xs)) if hasattr(state, "_fields") else tuple
+    return [make([p[j] for p in per_part]) for j in range(n)]
 
 
 def _trailing_word(text: str) -> str:

@@ -112,6 +112,8 @@ class Stepper:
         self.core = core
         self.cells = _cells_of(core)
         self.bare = isinstance(core, Cell)
+        #: the batch dimension of the core's state tensors (1 in torch's (L, B, H) form)
+        self.batch_dim = 0 if self.bare else core.state_batch_dim
         with torch.no_grad():
             self.steps = [make_step(c) for c in self.cells]
         self.kinds = [s.kind for s in self.steps]

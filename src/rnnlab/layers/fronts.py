@@ -261,6 +261,8 @@ class _Front(_Bound):
         return cell.State(*((p[k] for p in hx) if isinstance(hx, tuple) else (hx[k],)))
 
     # -- the state layout (what a stepper reads) -------------------------------------
+    state_batch_dim = 1                 # torch's stacked (layers x directions, B, H)
+
     def split_state(self, hx) -> list:
         """torch's stacked state -> one cell state per unit (layer-major)."""
         return [self._unit_state(c, hx, k) for k, c in enumerate(self.cells)]

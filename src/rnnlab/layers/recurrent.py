@@ -186,6 +186,8 @@ class Stacked(Recurrent):
         """The cells bottom to top (layers that are single Recurrent cells)."""
         return [layer.cell for layer in self.layers]
 
+    state_batch_dim = 0                 # every state tensor is (B, ...)
+
     def split_state(self, state) -> list:
         """The per-layer states (the stepper's view of the state layout)."""
         return list(state)
