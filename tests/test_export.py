@@ -343,3 +343,20 @@ def test_the_bench_runs_and_writes_its_report(tmp_path, monkeypatch):
     assert result["step"][0]["weight_bytes_per_step"]["int8"] < \
         result["step"][0]["weight_bytes_per_step"]["float32"]
     assert "| grid_lstm |" in (tmp_path / "export.md").read_text()
+
+
+def test_serve_answers_from_an_export_as_from_the_run(exports):
+    from starlette.testclient import TestClient
+
+    from rnnlab.serve import Limits, create_app, load_models
+    run, f32, i8 = exports["gru"]
+    with TestClient(create_app(load_models([run, f32, i8]), Limits())) as client:
+        info = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
+        assert info[f32.name]["format"] == "onnx" and info[i8.name]["format"] == "onnx-int8"
+        assert info[f32.name]["parameters"] == info[run.name]["parameters"]
+        answers = [client.post("/v1/suggest", json={"text": "She was born in", "k": 3,
+                                                    "model": m.name}).json()["suggestions"]
+                   for m in (run, f32)]
+        assert [s["word"] for s in answers[0]] == [s["word"] for s in answers[1]]
+        assert [s["p"] for s in answers[0]] == pytest.approx([s["p"] for s in answers[1]],
+                                                             rel=1e-4, abs=1e-6)

@@ -133,6 +133,7 @@ def export_model(model: LanguageModel, vocab: dict, out: str | Path, *, int8: bo
             "inputs": {"token": "int64 [batch]", "state": "float32 [batch, state_size]"},
             "outputs": {"logits": "float32 [batch, vocab_size]",
                         "next_state": "float32 [batch, state_size]"},
+            "parameters": sum(p.numel() for p in model.parameters()),
             "int8": int8, "quantised": {"pytorch": quantised, "onnx": stored},
             **weight_bytes(graph)}
     out.mkdir(parents=True, exist_ok=True)

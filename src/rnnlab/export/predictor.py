@@ -46,6 +46,7 @@ class ExportPredictor(Predictor):
     def __init__(self, exported: Exported) -> None:
         self.runtime = exported
         self.model = _Steps(exported)                       # no PyTorch model behind it
+        self._stepper = None
         self.vocab = Vocab(exported.level, list(exported.tokens))
         self.level = self.vocab.level
         self.start_id = self.vocab.index.get("\n", 1)
@@ -63,6 +64,13 @@ class ExportPredictor(Predictor):
         """One token in, next-token logits (V,) and the new flat state out."""
         logits, state = self.runtime.step([token], state)
         return torch.from_numpy(logits[0]), state
+
+    def step_many(self, tokens: list[int], states: list[Any]) -> list[tuple[Tensor, Any]]:
+        """``step`` for several (token, state) pairs as one batch through the graph."""
+        zero = self.runtime.zero_state(1)
+        state = np.concatenate([zero if s is None else s for s in states])
+        logits, state = self.runtime.step(tokens, state)
+        return [(torch.from_numpy(logits[i].copy()), state[i:i + 1]) for i in range(len(tokens))]
 
 
 def load_predictor(path: str | Path, int8: bool = False) -> Predictor:
