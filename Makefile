@@ -28,6 +28,7 @@ experiments: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/speed.py --out docs/results --reps 3 --loop-reps 1 --cases default,clockwork,step
+	$(PY) benchmarks/export_step.py --out docs/results --text ../shared/data/tinyshakespeare.txt
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache

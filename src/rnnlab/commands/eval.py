@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from ..data.text import read_text, split_ids, tokenize
-from ..infer import Predictor
+from ..export.predictor import ExportPredictor, evaluate_export, load_predictor
 from ..settings import number
 from ..train import evaluate, metrics
 
@@ -16,7 +16,8 @@ SPLITS = {"train": 0, "valid": 1, "test": 2}
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("run", type=Path, help="run directory written by `rnnlab train`")
+    parser.add_argument("run", type=Path, help="run directory written by `rnnlab train`, or "
+                        "an export folder written by `rnnlab export`")
     parser.add_argument("text", help="UTF-8 text file or folder of .txt files")
     parser.add_argument("--split", choices=("all", *SPLITS), default="all",
                         help="score all of TEXT or one part of its 90/5/5 split")
@@ -29,13 +30,16 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
-    pred = Predictor.load(args.run)
+    pred = load_predictor(args.run)
     vocab = pred.vocab
     toks = tokenize(read_text(args.text), vocab.level)
     if args.split != "all":
         toks = split_ids(toks)[SPLITS[args.split]]
     ids = vocab.encode(toks)
-    nats = evaluate(pred.model, ids, args.batch)
+    if isinstance(pred, ExportPredictor):
+        nats = evaluate_export(pred.runtime, ids, args.batch)
+    else:
+        nats = evaluate(pred.model, ids, args.batch)
     unk = sum(1 for i in ids if i == 0)
     shown = "  ".join(f"{k.removeprefix('eval_')} {v:.4f}"
                       for k, v in metrics(nats, "eval", vocab.level).items())

@@ -4,14 +4,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..infer import Predictor
+from ..export.predictor import load_predictor
 from ..settings import number
 
 HELP = "generate text from a trained run, optionally continuing a prime"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("run", type=Path, help="run directory written by `rnnlab train`")
+    parser.add_argument("run", type=Path, help="run directory written by `rnnlab train`, or "
+                        "an export folder written by `rnnlab export`")
     parser.add_argument("--prime", default="", help="text to start from")
     parser.add_argument("--length", type=number(int, "nonneg"), default=200,
                         help="tokens to generate")
@@ -24,7 +25,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    pred = Predictor.load(args.run)
+    pred = load_predictor(args.run)
     text = pred.sample(args.prime, args.length, args.temperature, args.top_k, args.seed)
     if pred.unknown:
         print(f"note: not in the vocabulary, read as <unk>: {' '.join(pred.unknown)}",

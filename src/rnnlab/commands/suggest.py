@@ -11,6 +11,7 @@ from prompt_toolkit import PromptSession
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.key_binding import KeyBindings
 
+from ..export.predictor import load_predictor
 from ..infer import Predictor
 from ..settings import number
 
@@ -18,7 +19,8 @@ HELP = "suggest the next word(s) for a text, or interactively as you type (no te
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("run", type=Path, help="run directory written by `rnnlab train`")
+    parser.add_argument("run", type=Path, help="run directory written by `rnnlab train`, or "
+                        "an export folder written by `rnnlab export`")
     parser.add_argument("text", nargs="?", help="the text typed so far (omit: interactive)")
     parser.add_argument("-k", type=number(int, "positive"), default=3,
                         help="how many suggestions")
@@ -37,7 +39,7 @@ def note_unknown(pred: Predictor) -> None:
 
 
 def run(args) -> int:
-    pred = Predictor.load(args.run)
+    pred = load_predictor(args.run)
     if args.text is not None and not args.interactive:
         words = pred.suggest(args.text, args.k)
         note_unknown(pred)

@@ -9,10 +9,10 @@ layer for the whole batch, where the weights are read from memory once instead o
 per session. That is what keeps latency flat as typists are added (docs/results/serve.md).
 
 Loaders: ``load_model(path)`` asks each function in ``LOADERS`` in turn; a loader returns
-None for a folder that is not its kind. A run directory of ``rnnlab train`` is the one kind
-today; an export format (an ONNX folder) is one more loader that returns an object with the
-predictor interface used here (``fork``, ``step``, ``step_many``, ``suggest``, ``level``,
-``vocab``, ``cached_tokens``), put first in the list.
+None for a folder that is not its kind: an export folder of ``rnnlab export`` (an
+``rnnlab.export.predictor.ExportPredictor``: the same predictor interface, ``fork``,
+``step``, ``step_many``, ``suggest``, ..., stepping the ONNX graph in onnxruntime), then a
+run directory of ``rnnlab train``.
 """
 from __future__ import annotations
 
@@ -43,7 +43,23 @@ def load_run(path: Path) -> tuple[Predictor, dict] | None:
     return pred, info
 
 
-LOADERS: list[Callable[[Path], tuple[Any, dict] | None]] = [load_run]
+def load_export(path: Path) -> tuple[Predictor, dict] | None:
+    """An export folder of ``rnnlab export`` (None when ``path`` holds no export.json)."""
+    from ..export.predictor import ExportPredictor
+    from ..export.runtime import is_export
+    if not is_export(path):
+        return None
+    pred = ExportPredictor.load(path)
+    meta = pred.runtime.meta
+    model = meta.get("model", {})
+    info = {"architecture": meta.get("architecture"), "level": pred.level,
+            "vocab_size": len(pred.vocab), "hidden": model.get("hidden"),
+            "layers": model.get("layers"), "parameters": meta.get("parameters"),
+            "format": "onnx-int8" if meta.get("int8") else "onnx"}
+    return pred, info
+
+
+LOADERS: list[Callable[[Path], tuple[Any, dict] | None]] = [load_export, load_run]
 
 
 def load_model(path: str | Path) -> tuple[Any, dict]:
@@ -62,6 +78,8 @@ def load_model(path: str | Path) -> tuple[Any, dict]:
 def _nbytes(obj: Any) -> int:
     if isinstance(obj, Tensor):
         return obj.numel() * obj.element_size()
+    if hasattr(obj, "nbytes"):                          # an export's numpy state
+        return int(obj.nbytes)
     if isinstance(obj, (tuple, list)):
         return sum(_nbytes(o) for o in obj)
     return 0
