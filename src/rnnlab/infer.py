@@ -48,6 +48,9 @@ class Predictor:
     def load(cls, run_dir: str | Path) -> "Predictor":
         run = RunDir(run_dir)
         cfg = run.config()
+        if isinstance(cfg.get("model"), dict) and cfg["model"].get("arch") == "ngram":
+            from .ngram_run import NgramPredictor          # a counted model, not a network
+            return NgramPredictor.load(run_dir)
         try:
             mcfg = LMConfig(**cfg["model"])
         except (KeyError, TypeError) as e:
@@ -65,6 +68,14 @@ class Predictor:
         model = LanguageModel.from_config(mcfg)
         load_model_state(model, run.model_weights(), run.path)
         return cls(model, vocab)
+
+    def param_count(self) -> int:
+        """Distinct parameters of the model (a tied matrix counts once)."""
+        return sum(p.numel() for p in self.model.parameters())
+
+    def size_bytes(self) -> int:
+        """Bytes of the distinct parameters at their stored precision (float32)."""
+        return sum(p.numel() * p.element_size() for p in self.model.parameters())
 
     # -- the incremental state ------------------------------------------------------------
     def reset(self) -> None:

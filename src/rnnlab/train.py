@@ -46,6 +46,7 @@ class TrainConfig:
     layers: int = 2
     dropout: float = 0.0
     tie_weights: bool = False
+    proj_size: int = 0               # LSTM only: project each layer's output to this size
     batch: int = 32
     bptt: int = 128
     lr: float = 2e-3
@@ -117,8 +118,9 @@ def lr_at(step: int, cfg: TrainConfig, horizon: int | None) -> float:
 
 
 def build_model(cfg: TrainConfig, vocab_size: int) -> LanguageModel:
+    extra = {"proj_size": cfg.proj_size} if cfg.proj_size else {}
     return LanguageModel(vocab_size, cfg.arch, cfg.embedding, cfg.hidden, cfg.layers,
-                         cfg.dropout, cfg.tie_weights)
+                         cfg.dropout, cfg.tie_weights, **extra)
 
 
 class Trainer:
