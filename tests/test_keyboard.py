@@ -10,8 +10,8 @@ import torch
 from rnnlab.cli import build_parser, main
 from rnnlab.commands.train import config_from_args
 from rnnlab.data.text import Vocab
-from rnnlab.keyboard import KEYBOARD_PRESET, Strip, keyboard_metrics
 from rnnlab.kernels import STATS, use_kernels
+from rnnlab.keyboard import KEYBOARD_PRESET, Strip, keyboard_metrics
 from rnnlab.train import TrainConfig, build_model
 
 TOKENS = ["<unk>", "\n", ".", "the", "then", "cat", "car", "cart"]

@@ -24,7 +24,7 @@ context key packs the k-1 context ids in base V into one int64 (so V^(n-1) < 2^6
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -74,7 +74,7 @@ class KneserNey:
         self.discounts = [float(d) for d in discounts]
         self.tables = tables
         self._index = [self._context_index(t) for t in tables]
-        ctx, words, counts = tables[0]
+        _, words, counts = tables[0]
         d, total = self.discounts[0], counts.sum()
         uni = np.full(self.V, d * len(words) / total / self.V if total else 1.0 / self.V)
         if total:
@@ -92,7 +92,7 @@ class KneserNey:
     # -- estimation -----------------------------------------------------------------------
     @classmethod
     def fit(cls, ids: Sequence[int], vocab_size: int, order: int,
-            discounts: Sequence[float] | None = None) -> "KneserNey":
+            discounts: Sequence[float] | None = None) -> KneserNey:
         """Count a token stream (ids in [0, V)); discounts default to n1 / (n1 + 2 n2)."""
         check_size(vocab_size, order)
         ids = np.asarray(ids, dtype=np.int64)

@@ -114,7 +114,7 @@ class NgramPredictor(Predictor):
         self.reset()
 
     @classmethod
-    def load(cls, run_dir: str | Path) -> "NgramPredictor":
+    def load(cls, run_dir: str | Path) -> NgramPredictor:
         run = RunDir(run_dir)
         cfg = run.config()
         try:
@@ -146,4 +146,4 @@ def is_ngram(cfg: dict) -> bool:
     return isinstance(cfg.get("model"), dict) and cfg["model"].get("arch") == ARCH
 
 
-__all__ = ["NgramPredictor", "train_ngram", "load_ngram", "is_ngram"]
+__all__ = ["NgramPredictor", "is_ngram", "load_ngram", "train_ngram"]

@@ -86,7 +86,8 @@ def _table(text: str, split: str, r: dict) -> str:
         rows += [("top-1", f"{r['top1']:.2%}"), ("top-3", f"{r['top3']:.2%}"),
                  ("top-3 in vocabulary", f"{r['top3_in_vocab']:.2%}"),
                  ("keystroke savings", f"{r['keystroke_savings']:.2%}"),
-                 ("latency p50 / p95", f"{r['latency_ms_p50']:.3f} / "
-                                       f"{r['latency_ms_p95']:.3f} ms per keystroke")]
-    rows += [("parameters", f"{r['params']:,} ({r['arch']})"), ("size", f"{r['size_mb']:.2f} MB")]
+                 ("latency p50 / p95", (f"{r['latency_ms_p50']:.3f} / "
+                                        f"{r['latency_ms_p95']:.3f} ms per keystroke"))]
+    rows += [("parameters", f"{r['params']:,} ({r['arch']})"),
+             ("size", f"{r['size_mb']:.2f} MB")]
     return head + "):\n" + "\n".join(f"  {k:<20} {v}" for k, v in rows)
