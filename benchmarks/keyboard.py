@@ -6,7 +6,7 @@ part with ``rnnlab eval --json`` (top-1, top-3, keystroke savings, latency, size
     python benchmarks/keyboard.py --minutes 5 --limit 20000 --out ...         # reduced
 
 Corpora (``--corpus NAME=PATH``, repeatable; defaults below): Tiny Shakespeare from
-../shared/data, and the reStructuredText sources of the Python documentation (Debian:
+../shared/data (or ../../shared/data), and the reStructuredText sources of the Python documentation (Debian:
 ``apt-get install python3.11-doc``; read from /usr/share/doc/python3.11/html/_sources).
 Runs go to ``--runs`` (kept: a rerun skips a model whose result is already there), the
 results to OUT/keyboard.json and OUT/keyboard.png; the markdown table is printed.
@@ -24,7 +24,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CORPORA = {"tinyshakespeare": str(ROOT.parent / "shared/data/tinyshakespeare.txt"),
+SHARED = next((p for p in (ROOT.parent / "shared", ROOT.parents[1] / "shared")
+               if (p / "data").is_dir()), ROOT.parent / "shared")
+CORPORA = {"tinyshakespeare": str(SHARED / "data/tinyshakespeare.txt"),
            "python-docs": "/usr/share/doc/python3.11/html/_sources"}
 MODELS = {   # name: train flags (all at word level, 10k vocabulary)
     "keyboard": ["--preset", "keyboard"],
