@@ -37,8 +37,14 @@ from pathlib import Path
 import torch
 
 import rnnlab
-from rnnlab.benchmark.measure import (Shape, interleaved, median, no_torch_fused,
-                                      step_contenders)
+from rnnlab.benchmark.measure import (
+    Shape,
+    force_kernels,
+    interleaved,
+    median,
+    no_torch_fused,
+    step_contenders,
+)
 from rnnlab.experiments import machine_description
 from rnnlab.kernels import STATS
 
@@ -116,12 +122,23 @@ def check_against_cudnn(name: str, shape: Shape) -> dict:
     return {"max_abs_diff": _maxdiff(a, b)}
 
 
+@contextlib.contextmanager
+def _triton(on: bool):
+    """Triton gate kernels on/off inside the CUDA kernels (their internal flag)."""
+    from rnnlab.kernels import triton_gates as tg
+    old = tg.ENABLED[0]
+    tg.ENABLED[0] = on
+    try:
+        yield
+    finally:
+        tg.ENABLED[0] = old
+
+
 def _path(triton):
     """None: the default path; True/False: Triton gates on/off (kernels.triton_gates)."""
     if triton is None:
         return contextlib.nullcontext()
-    from rnnlab.kernels.triton_gates import use_triton
-    return use_triton(triton)
+    return _triton(triton)
 
 
 def _fwd(m, x, triton=None):
@@ -168,9 +185,7 @@ def bench(name: str, shape: Shape, reps: int) -> dict:
            "cudnn/fb": _fb(ref, xr)}
     if name in TORCH_TWIN:                  # rnnlab's own kernel instead of cuDNN
         kern = rnnlab.build(name, shape.F, shape.H).to(RUN["device"])
-        for m in kern.modules():
-            if hasattr(m, "use_fused"):
-                m.use_fused = False
+        force_kernels(kern)
         fns.update({"kernel/fwd": _fwd(kern, x), "kernel/fb": _fb(kern, xr)})
     med, samples = _timed(fns, reps)
     mem = {"ours": _peak_memory(fns["ours/fb"]), "cudnn": _peak_memory(fns["cudnn/fb"])}
@@ -218,7 +233,7 @@ def triton_check(case: str, shape: Shape) -> dict:
     with no_torch_fused(dev):
         tri = _grads(dev, xd, lengths=lengths)
         used = STATS["triton"] - before
-        with tg.use_triton(False):
+        with _triton(False):
             ops = _grads(dev, xd, lengths=lengths)
     ref = _grads(cpu, x, lengths=lengths)
     return {"triton_vs_cpu64": _maxdiff(tri, ref), "torch_ops_vs_cpu64": _maxdiff(ops, ref),

@@ -6,8 +6,9 @@ part with ``rnnlab eval --json`` (top-1, top-3, keystroke savings, latency, size
     python benchmarks/keyboard.py --minutes 5 --limit 20000 --out ...         # reduced
 
 Corpora (``--corpus NAME=PATH``, repeatable; defaults below): Tiny Shakespeare from
-../shared/data (or ../../shared/data), and the reStructuredText sources of the Python documentation (Debian:
-``apt-get install python3.11-doc``; read from /usr/share/doc/python3.11/html/_sources).
+../shared/data (or ../../shared/data), and the reStructuredText sources of the Python
+documentation (Debian: ``apt-get install python3.11-doc``; read from
+/usr/share/doc/python3.11/html/_sources).
 Runs go to ``--runs`` (kept: a rerun skips a model whose result is already there), the
 results to OUT/keyboard.json and OUT/keyboard.png; the markdown table is printed.
 Every model uses the same 10,000-word vocabulary built from the training part.

@@ -5,8 +5,9 @@ import pytest
 import torch
 
 import rnnlab
-from rnnlab.cells.clockwork import ClockworkCell, ClockworkRNN, ClockworkState
-from rnnlab.cells.clockwork_kernel import ClockworkSequence, make_plan
+from rnnlab.cells.clockwork import ClockworkCell, ClockworkState
+from rnnlab.kernels.clockwork import ClockworkSequence, make_plan
+from rnnlab.layers.clockwork import ClockworkRNN
 
 D = torch.float64
 
@@ -192,7 +193,8 @@ def autograd_generate(nets, T):
         if nets.arch == "lstm":
             ai, af, ag, ao = (b + (W @ h[:, :, None])[..., 0]).chunk(4, 1)
             P = p["P"]
-            c = torch.sigmoid(af + P[:, 1] * c) * c + torch.sigmoid(ai + P[:, 0] * c) * torch.tanh(ag)
+            c = (torch.sigmoid(af + P[:, 1] * c) * c
+                 + torch.sigmoid(ai + P[:, 0] * c) * torch.tanh(ag))
             h = torch.sigmoid(ao + P[:, 2] * c) * torch.tanh(c)
         else:
             e = nets.ends[t]
@@ -239,6 +241,7 @@ def test_generation_cwrnn_equals_library_clockwork():
 def test_generation_experiment_runs_and_reads_wav(tmp_path):
     import json
     import wave
+
     from rnnlab.experiments import run_experiment
     from rnnlab.experiments.clockwork_generation import wav_target
     path = tmp_path / "a.wav"

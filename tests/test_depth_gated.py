@@ -5,8 +5,9 @@ import torch
 from torch.func import functional_call
 
 import rnnlab
-from rnnlab.cells.depth_gated import DepthGatedLSTM, DepthGatedLSTMCell
+from rnnlab.cells.depth_gated import DepthGatedLSTMCell
 from rnnlab.cells.lstm import LSTMState
+from rnnlab.layers.depth_gated import DepthGatedLSTM
 
 D = torch.float64
 sig = torch.sigmoid

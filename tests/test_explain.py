@@ -99,7 +99,7 @@ def test_every_stacked_architecture_reports_its_cells_own_gates(arch):
         x = model.embed(torch.tensor(_ids())[:, None])                  # (T, 1, E)
         out, traces = trace_gates(model.core, x)
         ref_out, _ = model.core(x)
-        cells = [m for m in model.core.modules() if isinstance(m, rnnlab.cells.base.Cell)]
+        cells = list(model.core.cells)                      # bottom to top
         own = _own_gates(cells, x)
     torch.testing.assert_close(out, ref_out, atol=1e-5, rtol=1e-5)
     assert len(traces) == len(own) == 2

@@ -11,7 +11,7 @@ import torch
 
 import rnnlab
 from rnnlab.cells.grid import GridBlock, GridLayerCell, GridState
-from rnnlab.models.grid import GridLSTM, GridLSTM1d, GridLSTM3dImage, load_lstm_weights
+from rnnlab.layers.grid import GridLSTM, GridLSTM1d, GridLSTM3dImage, load_lstm_weights
 
 D64 = torch.float64
 
@@ -185,14 +185,14 @@ def test_grid_with_none_depth_is_stacked_lstm(fused):
     torch.manual_seed(4)
     T, B, Fin, H, L = 6, 3, 4, 7, 3
     lstm = rnnlab.LSTM(Fin, H, L, dtype=D64)
-    lstm.use_fused = fused
     grid = GridLSTM(Fin, H, L, depth_kind="none", output_form="standard", dtype=D64)
     load_lstm_weights(grid, lstm)
     x = torch.randn(T, B, Fin, dtype=D64, requires_grad=True)
     h0 = torch.randn(L, B, H, dtype=D64)
     c0 = torch.randn(L, B, H, dtype=D64)
     lengths = torch.tensor([6, 4, 2])
-    o1, (h1, c1) = lstm(x, (h0, c0), lengths=lengths)
+    with rnnlab.kernels.use_kernels(fused):
+        o1, (h1, c1) = lstm(x, (h0, c0), lengths=lengths)
     o2, s2 = grid(x, GridState(h0, c0), lengths=lengths)
     torch.testing.assert_close(o2, o1)
     torch.testing.assert_close(s2.h, h1)

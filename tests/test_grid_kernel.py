@@ -8,7 +8,7 @@ import torch
 from rnnlab.cells.grid import GridLayerCell, GridState
 from rnnlab.kernels import STATS, use_kernels
 from rnnlab.layers import run_cell
-from rnnlab.models.grid import GridLSTM
+from rnnlab.layers.grid import GridLSTM
 
 D64 = torch.float64
 F_IN, H, T, B = 5, 6, 7, 3

@@ -261,12 +261,7 @@ def test_packed_onednn_gemm_path_float32(cell):
                                   {"depth_gate": False}, {"bias": False}],
                          ids=["plain", "peep-cifg", "no-gate", "no-bias"])
 @pytest.mark.parametrize("lengths", [None, [5, 3, 2]], ids=["full", "lengths"])
-def test_depth_gated_kernel_equals_step_loop(opts, lengths, monkeypatch):
-    from rnnlab.cells.depth_gated import DepthGatedLSTMCell
-    from rnnlab.kernels import depth_gated
-
-    if DepthGatedLSTMCell.run_sequence is None:          # until the cell hooks the kernel
-        monkeypatch.setattr(DepthGatedLSTMCell, "run_sequence", depth_gated.run_sequence)
+def test_depth_gated_kernel_equals_step_loop(opts, lengths):
     torch.manual_seed(0)
     model = _perturbed(rnnlab.build("depth_gated_lstm", 4, 6, num_layers=3, **opts).double())
     x = torch.randn(5, 3, 4, dtype=torch.float64, requires_grad=True)

@@ -3,6 +3,7 @@ construction; eval --json keys are present and typed; the keyboard preset has th
 shape (about 1.4M parameters at 10k words) and trains on the LSTM kernel path."""
 import json
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -11,7 +12,8 @@ from rnnlab.cli import build_parser, main
 from rnnlab.commands.train import config_from_args
 from rnnlab.data.text import Vocab
 from rnnlab.kernels import STATS, use_kernels
-from rnnlab.keyboard import KEYBOARD_PRESET, Strip, keyboard_metrics
+from rnnlab.keyboard import Strip, keyboard_metrics, preset_config
+from rnnlab.models.lm import LMConfig
 from rnnlab.train import TrainConfig, build_model
 
 TOKENS = ["<unk>", "\n", ".", "the", "then", "cat", "car", "cart"]
@@ -88,17 +90,20 @@ def test_eval_json_keys_are_present_and_typed(tmp_path, capsys):
                 "latency_ms_p50", "latency_ms_p95", "size_mb"):
         assert isinstance(r[key], float), key
     assert isinstance(r["params"], int) and r["params"] == sum(
-        p.numel() for p in build_model(TrainConfig(embedding=16, hidden=24, layers=1),
+        p.numel() for p in build_model(TrainConfig(model=LMConfig(embedding=16, hidden=24,
+                                                                  layers=1)),
                                        len(json.loads((run / "vocab.json").read_text())
                                            ["tokens"])).parameters())
     assert r["size_mb"] == pytest.approx(r["params"] * 4 / 1e6)
     assert all(0 <= r[k] <= 1 for k in ("top1", "top3", "top3_in_vocab"))
     assert r["top1"] <= r["top3"] and r["words"] == 50
-    assert main(["eval", str(run), str(text), "--limit", "0"]) == 2
+    with pytest.raises(SystemExit):
+        main(["eval", str(run), str(text), "--limit", "0"])
+    assert "--limit" in capsys.readouterr().err
 
 
 def test_keyboard_preset_has_the_gboard_shape():
-    model = build_model(TrainConfig(**KEYBOARD_PRESET), 10_000)
+    model = build_model(preset_config("keyboard"), 10_000)
     params = sum(p.numel() for p in model.parameters())
     assert abs(params - 1.4e6) / 1.4e6 < 0.02, params
     assert model.decoder.weight is model.embed.weight and model.proj is None
@@ -110,16 +115,20 @@ def test_keyboard_preset_has_the_gboard_shape():
 def test_preset_flags_override():
     args = build_parser().parse_args(["train", "t.txt", "--preset", "keyboard", "--hidden",
                                       "128", "--no-tie-weights"])
-    cfg = config_from_args(args)
-    assert (cfg.hidden, cfg.tie_weights, cfg.proj_size, cfg.level, cfg.max_vocab) == \
-        (128, False, 96, "word", 10_000)
-    args = build_parser().parse_args(["train", "t.txt", "--preset", "keyboard"])
-    assert config_from_args(args).tie_weights
+    cfg, _ = config_from_args(args)
+    m = cfg.model
+    assert (m.hidden, m.tie_weights, m.options, m.arch, cfg.level, cfg.max_vocab) == \
+        (128, False, {"proj_size": 96}, "lstm_cifg", "word", 10_000)
+    args = build_parser().parse_args(["train", "t.txt", "--preset", "keyboard",
+                                      "--arch-option", "forget_bias=1.0"])
+    cfg, _ = config_from_args(args)
+    assert cfg.model.tie_weights and cfg.model.options == {"proj_size": 96, "forget_bias": 1.0}
 
 
 def test_cifg_with_projection_trains_on_the_kernel_path():
-    cfg = TrainConfig(**{**KEYBOARD_PRESET, "hidden": 20, "proj_size": 6, "embedding": 6,
-                         "dropout": 0.0})
+    cfg = preset_config("keyboard")
+    cfg.model = replace(cfg.model, hidden=20, embedding=6, dropout=0.0,
+                        options={"proj_size": 6})
     model = build_model(cfg, 30).double()
     x = torch.randint(0, 30, (7, 3))
     grads = []

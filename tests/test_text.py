@@ -7,8 +7,16 @@ import torch
 
 from rnnlab.cli import main
 from rnnlab.data.corpus import CorpusConfig, colour_story, filler, generate, language_story
-from rnnlab.data.text import (UNK, Vocab, batchify, detokenize, prepare, read_text, split_ids,
-                              tokenize)
+from rnnlab.data.text import (
+    UNK,
+    Vocab,
+    batchify,
+    detokenize,
+    prepare,
+    read_text,
+    split_ids,
+    tokenize,
+)
 from rnnlab.errors import UserError
 
 SAMPLE = "First Citizen:\nBefore we proceed, don't you hear me speak?\n\nAll: Speak, speak (now)!"
@@ -125,3 +133,14 @@ def test_read_text_reads_a_folder_of_txt_files_in_order(tmp_path):
     assert read_text(tmp_path) == "first\nsecond\n"
     with pytest.raises(UserError, match="level"):
         tokenize("x", "byte")
+
+
+def test_word_tokens_keep_graphemes_whole():
+    text = "cafe\u0301 and caf\u00e9 \U0001F1EB\U0001F1F7 \U0001F44D\U0001F3FD " \
+           "\U0001F468\u200d\U0001F469\u200d\U0001F467 \u0928\u092e\u0938\u094d\u0924\u0947 ok"
+    toks = tokenize(text, "word")
+    assert toks == ["cafe\u0301", "and", "caf\u00e9", "\U0001F1EB\U0001F1F7",
+                    "\U0001F44D\U0001F3FD", "\U0001F468\u200d\U0001F469\u200d\U0001F467",
+                    "\u0928\u092e\u0938\u094d\u0924\u0947", "ok"]
+    assert detokenize(toks, "word") == text            # was "cafe \u0301", "\U0001F1EB \U0001F1F7"
+    assert tokenize(detokenize(toks, "word"), "word") == toks

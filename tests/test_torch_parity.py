@@ -61,7 +61,6 @@ def assert_close(a, b, tol, what):
 
 def compare(mode, dtype, kw, given_state, packed, fused):
     ref, ours = make_pair(mode, dtype, **kw)
-    ours.use_fused = fused
     B, T = 4, 7
     shape = (B, T, kw["input_size"]) if kw.get("batch_first") else (T, B, kw["input_size"])
     torch.manual_seed(1)
@@ -69,12 +68,14 @@ def compare(mode, dtype, kw, given_state, packed, fused):
     hx = initial_state(mode, ref, B, dtype) if given_state else None
     lengths = torch.tensor([5, 7, 2, 6]) if packed else None
     r = run_and_grad(ref, x, hx, lengths)
-    o = run_and_grad(ours, x, hx, lengths)
+    with rnnlab.kernels.use_kernels(fused):
+        o = run_and_grad(ours, x, hx, lengths)
     tol = TOL[dtype]
     assert_close(o[0], r[0], tol, "output")
     for a, b in zip(o[1], r[1]):
         assert_close(a, b, tol, "final state")
-    names = ["input"] + ["h0", "c0"][: len(leaves(x, hx)) - 1] + [n for n, _ in ref.named_parameters()]
+    names = (["input"] + ["h0", "c0"][: len(leaves(x, hx)) - 1]
+             + [n for n, _ in ref.named_parameters()])
     for name, a, b in zip(names, o[2], r[2]):
         assert_close(a, b, 10 * tol, f"grad {name}")
 
@@ -131,8 +132,8 @@ def test_unbatched_input_matches_torch():
     x = torch.randn(5, 3)
     h0 = (torch.randn(2, 4), torch.randn(2, 4))
     for fused in (True, False):
-        ours.use_fused = fused
-        (a, (ha, ca)), (b, (hb, cb)) = ref(x, h0), ours(x, h0)
+        with rnnlab.kernels.use_kernels(fused):
+            (a, (_ha, ca)), (b, (_hb, cb)) = ref(x, h0), ours(x, h0)
         assert a.shape == b.shape == (5, 4)
         assert_close(b, a, 1e-6, "output")
         assert_close(cb, ca, 1e-6, "c_n")
@@ -146,8 +147,8 @@ def test_lengths_tensor_equals_packed_and_zero_pads():
     a, ha = ref(packed)
     a = pad_packed_sequence(a, total_length=6)[0]
     for fused in (True, False):
-        ours.use_fused = fused
-        b, hb = ours(x, lengths=lengths)
+        with rnnlab.kernels.use_kernels(fused):
+            b, hb = ours(x, lengths=lengths)
         assert_close(b, a, 1e-6, "output")
         assert_close(hb, ha, 1e-6, "h_n")
         assert b[3:, 0].abs().sum() == 0 and b[1:, 2].abs().sum() == 0
@@ -156,15 +157,15 @@ def test_lengths_tensor_equals_packed_and_zero_pads():
 def test_dropout_between_layers_active_in_training_only():
     torch.manual_seed(0)
     lstm = rnnlab.LSTM(3, 8, num_layers=2, dropout=0.5)
-    lstm.use_fused = False
     x = torch.randn(5, 2, 3)
-    lstm.eval()
-    a, _ = lstm(x)
-    b, _ = lstm(x)
-    assert torch.equal(a, b)
-    lstm.train()
-    c, _ = lstm(x)
-    assert not torch.allclose(a, c)
+    with rnnlab.kernels.use_kernels(False):
+        lstm.eval()
+        a, _ = lstm(x)
+        b, _ = lstm(x)
+        assert torch.equal(a, b)
+        lstm.train()
+        c, _ = lstm(x)
+        assert not torch.allclose(a, c)
 
 
 @pytest.mark.parametrize("name", ["RNNCell", "LSTMCell", "GRUCell"])

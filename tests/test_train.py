@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from rnnlab.checkpoint import RunDir, flatten_state, unflatten_state
+from rnnlab.checkpoint import flatten_state, unflatten_state
 from rnnlab.cli import main
-from rnnlab.train import Trainer, TrainConfig, evaluate, lr_at
+from rnnlab.models.lm import LMConfig
+from rnnlab.rundir import RunDir
+from rnnlab.train import TrainConfig, Trainer, evaluate, lr_at
 
 # a small word model on a small built-in corpus: a few milliseconds per step
 TINY = ["--embedding", "16", "--hidden", "24", "--batch", "4", "--bptt", "12",
@@ -132,7 +134,8 @@ def test_schedule_warms_up_then_decays_to_min_lr():
 
 
 def test_training_lowers_validation_loss(tmp_path):
-    cfg = TrainConfig(level="word", embedding=16, hidden=32, layers=1, batch=8, bptt=20,
+    cfg = TrainConfig(level="word", model=LMConfig(embedding=16, hidden=32, layers=1),
+                      batch=8, bptt=20,
                       lr=1e-2, max_steps=60, eval_every=0, save_every=0,
                       corpus_tokens=8000)
     tr = Trainer(cfg, tmp_path / "run", quiet=True)
@@ -140,3 +143,16 @@ def test_training_lowers_validation_loss(tmp_path):
     after = tr.run()["valid_nats"]
     assert after < before - 0.5
     assert RunDir(tmp_path / "run").config()["model"]["arch"] == "lstm"
+
+
+def test_elapsed_time_counts_validation(tmp_path, monkeypatch):
+    import rnnlab.train as train
+
+    def slow_evaluate(*args, **kwargs):
+        time.sleep(0.4)
+        return 3.0
+    monkeypatch.setattr(train, "evaluate", slow_evaluate)
+    cfg = TrainConfig(level="word", model=LMConfig(embedding=8, hidden=8, layers=1), batch=4,
+                      bptt=8, max_steps=2, eval_every=1, save_every=0, corpus_tokens=3000)
+    result = Trainer(cfg, tmp_path / "run", quiet=True).run()
+    assert result["elapsed"] >= 0.8 and result["session"] >= 0.8   # was 0.01 s: steps only

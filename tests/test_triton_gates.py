@@ -20,7 +20,8 @@ if not CUDA:
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 from rnnlab.cells import GRUCell, LSTMCell  # noqa: E402
-from rnnlab.kernels import STATS, gru, lstm, triton_gates as tg, use_kernels  # noqa: E402
+from rnnlab.kernels import STATS, gru, lstm, use_kernels  # noqa: E402
+from rnnlab.kernels import triton_gates as tg  # noqa: E402
 from rnnlab.layers import run_cell  # noqa: E402
 
 needs_triton = pytest.mark.skipif(importlib.util.find_spec("triton") is None or
@@ -163,7 +164,7 @@ def test_gru_sequence_with_triton_gates_equals_step_loop(bias, lengths, reverse,
 
 
 _COMPILE_SM90 = """
-from rnnlab.kernels import triton_gates as tg
+from rnnlab.kernels import triton_gates as tg  # noqa: E402
 try:
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource

@@ -1,35 +1,31 @@
-"""Run directories: everything a training run saves, with no pickle anywhere.
+"""Files a run writes, with no pickle anywhere: atomic writes, checksummed tensors and JSON.
 
-    RUN/config.json            format, version, model / training / data settings
-    RUN/vocab.json             the vocabulary
-    RUN/model.safetensors      best model so far (lowest validation loss); best.json says when
-    RUN/metrics.jsonl          one JSON object per line (training steps, evaluations)
-    RUN/last.json              points at the newest complete checkpoint folder
-    RUN/checkpoints/step-N/    model.safetensors, trainer.safetensors (optimizer moments,
-                               RNG, carried recurrent state), trainer.json (step, data
-                               position, schedule, optimizer settings)
-
-Tensors go to safetensors, everything else to JSON. Every file is written to a temp file,
-fsynced and renamed; a checkpoint folder is complete before ``last.json`` is switched to
-it, so a run killed at any moment leaves the previous checkpoint intact.
+Every file is written to a temp file in the same folder, fsynced and renamed, so a reader
+sees the old file or the new one, never a torn one. Tensors go to safetensors with a
+SHA-256 of their names, dtypes, shapes and bytes in the file's own metadata; JSON objects
+carry a ``"sha256"`` of their canonical text. Loading recomputes both, so a flipped byte
+or a hand-edited file is reported as damage instead of giving silently wrong answers.
+The run directory itself (what it holds, who may write it) is ``rnnlab.rundir``.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load as st_load, save as st_save
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
 from torch import Tensor
 
 from .errors import UserError
+from .models.lm import LanguageModel, LMConfig
 
-FORMAT = "rnnlab-run"
-VERSION = 1
+TEMP_PREFIX = ".tmp-"                  # every temp file or folder rnnlab makes starts so
+_SUM = "rnnlab_sha256"
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -38,7 +34,7 @@ os.umask(_UMASK)
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write data to path via a temp file in the same folder, fsync, rename."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{TEMP_PREFIX}{path.name}.")
     try:
         os.chmod(tmp, 0o666 & ~_UMASK)              # mkstemp makes 0600; honour the umask
         with os.fdopen(fd, "wb") as f:
@@ -51,32 +47,84 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-def write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=1) + "\n").encode())
+def _json_sum(obj: dict) -> str:
+    body = {k: v for k, v in obj.items() if k != "sha256"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
-def read_json(path: Path, what: str) -> Any:
+def write_json(path: Path, obj: Any, checked: bool = False) -> None:
+    """Strict JSON (no NaN / Infinity); ``checked`` adds a ``"sha256"`` of the object."""
+    if checked:
+        obj = {**obj, "sha256": _json_sum(obj)}
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        text = json.dumps(obj, indent=1, allow_nan=False)
+    except ValueError:
+        raise ValueError(f"{path}: refusing to write a non-finite number as JSON") from None
+    atomic_write_bytes(path, (text + "\n").encode())
+
+
+def read_json(path: Path, what: str, checked: bool = False) -> Any:
+    """Parsed JSON; ``checked``: an object whose ``"sha256"`` matches its content."""
+    try:
+        obj = json.loads(Path(path).read_text(encoding="utf-8"), parse_constant=_no_constant)
     except FileNotFoundError:
         raise UserError(f"{path}: missing {what}; the run directory is incomplete") from None
-    except (ValueError, UnicodeDecodeError) as e:
+    except IsADirectoryError:
+        raise UserError(f"{path}: {what} is a folder; the run directory is damaged") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise UserError(f"{path}: corrupt {what} ({e.__class__.__name__}); "
                         f"the run directory is damaged") from None
+    if checked:
+        if not isinstance(obj, dict):
+            raise UserError(f"{path}: corrupt {what} (not a JSON object); "
+                            f"the run directory is damaged")
+        if obj.get("sha256") != _json_sum(obj):
+            raise UserError(f"{path}: {what} fails its checksum (changed or damaged since "
+                            f"rnnlab wrote it)")
+        obj = {k: v for k, v in obj.items() if k != "sha256"}
+    return obj
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+# -- checksummed tensors ------------------------------------------------------------------
+def tensor_digest(tensors: dict[str, Tensor]) -> str:
+    """SHA-256 over names, dtypes, shapes and raw bytes (independent of the file layout)."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu").contiguous()
+        h.update(json.dumps([name, str(t.dtype), list(t.shape)]).encode())
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def save_tensors(path: Path, tensors: dict[str, Tensor]) -> None:
     data = {k: v.detach().to("cpu").clone().contiguous() for k, v in tensors.items()}
-    atomic_write_bytes(path, st_save(data))
+    atomic_write_bytes(path, st_save(data, metadata={_SUM: tensor_digest(data)}))
 
 
 def load_tensors(path: Path, what: str = "tensors") -> dict[str, Tensor]:
+    """Tensors of a file save_tensors wrote; a missing, torn or changed file is a UserError."""
     try:
-        return st_load(Path(path).read_bytes())
+        raw = Path(path).read_bytes()
     except FileNotFoundError:
         raise UserError(f"{path}: missing {what}; the run directory is incomplete") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: {what} is a folder; the run directory is damaged") from None
+    try:
+        tensors = st_load(raw)
+        n = int.from_bytes(raw[:8], "little")
+        meta = json.loads(raw[8: 8 + n]).get("__metadata__") or {}
     except Exception as e:                                      # safetensors' own errors
         raise UserError(f"{path}: corrupt {what} ({str(e).splitlines()[0][:80]})") from None
+    if meta.get(_SUM) != tensor_digest(tensors):
+        raise UserError(f"{path}: {what} fail their checksum (damaged or changed since "
+                        f"rnnlab wrote them)")
+    return tensors
 
 
 # -- nested recurrent state <-> flat tensors ----------------------------------------------
@@ -103,97 +151,8 @@ def unflatten_state(structure: Any, tensors: dict[str, Tensor]) -> Any:
     return tuple(unflatten_state(s, tensors) for s in structure)
 
 
-# -- the run directory --------------------------------------------------------------------
-class RunDir:
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-
-    # creation and checks
-    def exists(self) -> bool:
-        return (self.path / "config.json").exists()
-
-    def create(self, config: dict, vocab: dict) -> None:
-        """Start a fresh run; refuses to touch a folder that already holds one."""
-        if self.exists():
-            raise UserError(f"{self.path} already holds a run; pass --resume to continue it "
-                            f"or choose another --out")
-        self.path.mkdir(parents=True, exist_ok=True)
-        write_json(self.path / "vocab.json", vocab)
-        write_json(self.path / "config.json", {"format": FORMAT, "version": VERSION, **config})
-
-    def config(self) -> dict:
-        if not self.path.is_dir():
-            raise UserError(f"{self.path}: no such run directory; train one with "
-                            f"`rnnlab train --out {self.path}`")
-        cfg = read_json(self.path / "config.json", "config.json")
-        if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
-            raise UserError(f"{self.path}: not an rnnlab run directory (config.json has no "
-                            f"format {FORMAT!r})")
-        if cfg.get("version") != VERSION:
-            raise UserError(f"{self.path}: run format version {cfg.get('version')!r} is not "
-                            f"supported by this rnnlab (expects {VERSION}); retrain the model")
-        return cfg
-
-    def vocab(self) -> dict:
-        return read_json(self.path / "vocab.json", "vocab.json")
-
-    # checkpoints
-    def save_checkpoint(self, step: int, model: dict[str, Tensor],
-                        trainer: dict[str, Tensor], info: dict) -> None:
-        """Write a complete checkpoint folder, then point last.json at it."""
-        root = self.path / "checkpoints"
-        root.mkdir(exist_ok=True)
-        name = f"step-{step:09d}"
-        tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}."))
-        save_tensors(tmp / "model.safetensors", model)
-        save_tensors(tmp / "trainer.safetensors", trainer)
-        write_json(tmp / "trainer.json", {"step": step, **info})
-        final = root / name
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        _fsync_dir(root)
-        write_json(self.path / "last.json", {"dir": f"checkpoints/{name}", "step": step})
-        for old in root.iterdir():                       # older folders and dead temps
-            if old.name != name:
-                shutil.rmtree(old, ignore_errors=True)
-
-    def last(self) -> Path | None:
-        if not (self.path / "last.json").exists():
-            return None
-        ref = read_json(self.path / "last.json", "last.json")
-        folder = self.path / str(ref.get("dir", ""))
-        if not folder.is_dir():
-            raise UserError(f"{self.path}/last.json points at a missing checkpoint "
-                            f"{ref.get('dir')!r}; the run directory is damaged")
-        return folder
-
-    def load_checkpoint(self) -> tuple[dict[str, Tensor], dict[str, Tensor], dict]:
-        folder = self.last()
-        if folder is None:
-            raise UserError(f"{self.path}: no checkpoint to resume from (no last.json); "
-                            f"start a new run without --resume")
-        return (load_tensors(folder / "model.safetensors", "model weights"),
-                load_tensors(folder / "trainer.safetensors", "trainer state"),
-                read_json(folder / "trainer.json", "trainer.json"))
-
-    def save_best(self, model: dict[str, Tensor], info: dict) -> None:
-        save_tensors(self.path / "model.safetensors", model)
-        write_json(self.path / "best.json", info)
-
-    def model_weights(self) -> dict[str, Tensor]:
-        """The best weights, or the last checkpoint's when no evaluation has run yet."""
-        best = self.path / "model.safetensors"
-        if best.exists():
-            return load_tensors(best, "model weights")
-        folder = self.last()
-        if folder is None:
-            raise UserError(f"{self.path}: holds no model weights yet (model.safetensors "
-                            f"is missing); train or resume the run")
-        return load_tensors(folder / "model.safetensors", "model weights")
-
-
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a rename inside ``path`` durable (best effort where folders cannot be opened)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -205,10 +164,53 @@ def _fsync_dir(path: Path) -> None:
 
 
 def load_model_state(model: torch.nn.Module, tensors: dict[str, Tensor], where: Path) -> None:
-    """Load weights, turning a shape or key mismatch into a one-line UserError."""
+    """Load weights: names, shapes and dtypes must match the model, every value finite."""
+    own = model.state_dict()
+    for name, t in tensors.items():
+        ref = own.get(name)
+        if ref is not None and t.dtype != ref.dtype:
+            raise UserError(f"{where}: weight {name} is {t.dtype}, the model in config.json "
+                            f"wants {ref.dtype}; the run directory is damaged")
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise UserError(f"{where}: weight {name} holds NaN or infinite values; the run "
+                            f"directory is damaged")
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as e:
         first = str(e).splitlines()[0][:160]
         raise UserError(f"{where}: weights do not match the model in config.json ({first})"
                         ) from None
+
+
+def model_from_weights(cfg: LMConfig, weights: dict[str, Tensor], where: Path) -> LanguageModel:
+    """Build the model ``cfg`` describes and load ``weights`` into it, checking the sizes
+    against the weights first, so a damaged or crafted config.json cannot make rnnlab
+    allocate more than the weights file itself holds."""
+    total = sum(t.numel() for t in weights.values())
+    emb = weights.get("embed.weight")
+    if emb is None or tuple(emb.shape) != (cfg.vocab_size, cfg.embedding):
+        shape = None if emb is None else tuple(emb.shape)
+        raise UserError(f"{where}: config.json says vocabulary {cfg.vocab_size} x embedding "
+                        f"{cfg.embedding}, the weights hold an embedding of {shape}; the run "
+                        f"directory is damaged")
+    if cfg.hidden * cfg.layers > total:
+        raise UserError(f"{where}: config.json's {cfg.layers} x {cfg.hidden} model cannot fit "
+                        f"in weights of {total} numbers; the run directory is damaged")
+    try:
+        with torch.device("meta"):                       # shapes only, nothing allocated
+            shapes = {k: tuple(v.shape) for k, v in LanguageModel.from_config(cfg)
+                      .state_dict().items()}
+    except (TypeError, ValueError) as e:
+        raise UserError(f"{where}: config.json's model cannot be built "
+                        f"({str(e).splitlines()[0][:120]})") from None
+    except Exception:                        # an architecture that cannot build on meta
+        shapes = None
+    if shapes is not None:
+        found = {k: tuple(v.shape) for k, v in weights.items()}
+        if shapes != found:
+            bad = sorted(set(shapes.items()) ^ set(found.items()))[0][0]
+            raise UserError(f"{where}: weights do not match the model in config.json (first "
+                            f"difference: {bad}); the run directory is damaged")
+    model = LanguageModel.from_config(cfg)
+    load_model_state(model, weights, where)
+    return model

@@ -15,13 +15,13 @@ pass), so the values are exactly those of the computation, whatever container ru
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from .cells.base import Cell
+from .kernels import use_kernels
 
 
 @dataclass
@@ -41,17 +41,13 @@ class Explanation:
 
 
 def _cells(core: nn.Module) -> list[tuple[str, Cell]]:
-    return [(n, m) for n, m in core.named_modules()
-            if isinstance(m, Cell) and hasattr(m, "gate_values")]
-
-
-def _kernels_off():
-    try:
-        from .kernels import use_kernels
-    except ImportError:
-        import contextlib
-        return contextlib.nullcontext()
-    return use_kernels(False)
+    found = []
+    for n, m in core.named_modules():
+        if isinstance(m, Cell) and hasattr(m, "gate_values"):
+            found.append((n, m))
+        elif hasattr(m, "split_state") and not hasattr(m, "layers"):   # torch.nn fronts
+            found += [(f"{n + '.' if n else ''}cells.{k}", c) for k, c in enumerate(m.cells)]
+    return found
 
 
 def trace_gates(core: nn.Module, x: Tensor, state: Any = None) -> tuple[Tensor, list[LayerTrace]]:
@@ -61,7 +57,7 @@ def trace_gates(core: nn.Module, x: Tensor, state: Any = None) -> tuple[Tensor, 
     layers gives one trace per layer), in the order the cells ran."""
     T = x.shape[0]
     records: dict[str, list[dict[str, Tensor]]] = {}
-    patched, fused = [], []
+    patched = []
     for name, cell in _cells(core):
         log = records.setdefault(name, [])
         original = cell.step
@@ -70,21 +66,13 @@ def trace_gates(core: nn.Module, x: Tensor, state: Any = None) -> tuple[Tensor, 
             _log.append({k: v.detach().clone() for k, v in _cell.gate_values(xp, st).items()})
             return _orig(xp, st)
         cell.step = step
-        cell.run_sequence = None                         # no whole-sequence kernel: loop
         patched.append(cell)
-    for m in core.modules():
-        if getattr(m, "use_fused", None) is True:
-            m.use_fused = False
-            fused.append(m)
     try:
-        with _kernels_off():
+        with use_kernels(False):                         # every layer loops over step
             out, _ = core(x, state)
     finally:
         for cell in patched:
             del cell.step
-            del cell.run_sequence
-        for m in fused:
-            m.use_fused = True
     traces = []
     kinds = dict(_cells(core))
     for name, log in records.items():

@@ -37,12 +37,22 @@ from .progress import Progress
 
 # The Gboard shape (Hard et al. 2018, "Federated Learning for Mobile Keyboard Prediction"):
 # one CIFG LSTM layer of 670 units projected to 96, tied 96-wide embeddings, 10k words.
-KEYBOARD_PRESET: dict[str, Any] = {
-    "level": "word", "max_vocab": 10_000, "arch": "lstm_cifg", "layers": 1, "hidden": 670,
-    "proj_size": 96, "embedding": 96, "tie_weights": True,
-    "batch": 32, "bptt": 64, "lr": 3e-3, "dropout": 0.1, "warmup": 50,
+KEYBOARD_PRESET: dict[str, dict[str, Any]] = {
+    "model": {"arch": "lstm_cifg", "layers": 1, "hidden": 670, "embedding": 96,
+              "tie_weights": True, "dropout": 0.1, "options": {"proj_size": 96}},
+    "train": {"level": "word", "max_vocab": 10_000, "batch": 32, "bptt": 64, "lr": 3e-3,
+              "warmup": 50},
 }
 PRESETS = {"keyboard": KEYBOARD_PRESET}
+
+
+def preset_config(name: str = "keyboard"):
+    """The TrainConfig of a named preset (what ``rnnlab train --preset NAME`` starts from)."""
+    from .models.lm import LMConfig
+    from .train import TrainConfig
+
+    p = PRESETS[name]
+    return TrainConfig(**p["train"], model=LMConfig(**p["model"]))
 
 
 def is_word(tok: str) -> bool:

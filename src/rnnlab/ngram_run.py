@@ -15,7 +15,6 @@ range, sorted keys) and names the file when something is wrong.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +22,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .checkpoint import RunDir, load_tensors, save_tensors, write_json
+from .checkpoint import load_tensors
 from .data.text import Vocab
 from .errors import UserError
 from .infer import Predictor
 from .ngram import KneserNey, check_size
+from .rundir import RunDir, load_vocab
 from .train import TrainConfig, load_corpus, metrics
 
 ARCH = "ngram"
@@ -37,32 +37,35 @@ def train_ngram(cfg: TrainConfig, out: str | Path, order: int) -> dict:
     """Count the training part of cfg.text, write the run, return validation metrics."""
     t0 = time.time()
     run = RunDir(out)
-    if run.exists():
-        raise UserError(f"{run.path} already holds a run; choose another --out "
-                        f"(an n-gram run is built in one pass and cannot be resumed)")
+    if run.is_ours() and (run.path / "model.safetensors").exists():
+        raise UserError(f"{run.path} already holds a run; choose another --out (an n-gram "
+                        f"run is built in one pass and cannot be resumed)")
     corpus = load_corpus(cfg)
     V = len(corpus.vocab)
     check_size(V, order)
     lm = KneserNey.fit(corpus.train, V, order)
-    start = corpus.vocab.index.get("\n", 1)
-    nats = lm.nats(corpus.valid, start=[start])
+    nats = lm.nats(corpus.valid, start=[corpus.vocab.index.get("\n", 1)])
     model = {"arch": ARCH, "order": order, "vocab_size": V, "discounts": lm.discounts,
              "entries": lm.entries()}
     data = {"train_tokens": len(corpus.train), "valid_tokens": len(corpus.valid),
             "test_tokens": len(corpus.test), "vocab_size": V}
-    train = {**asdict(cfg), "arch": ARCH}
-    run.create({"train": train, "model": model, "data": data}, corpus.vocab.to_json())
     tensors = {}
     for k, (ctx, words, counts) in enumerate(lm.tables, 1):
         tensors[f"order{k}.context"] = torch.from_numpy(ctx)
         tensors[f"order{k}.word"] = torch.from_numpy(words.astype(np.int32))
         tensors[f"order{k}.count"] = torch.from_numpy(np.minimum(counts, 2**31 - 1)
                                                       .astype(np.int32))
-    save_tensors(run.path / "model.safetensors", tensors)
     rec = {"step": 0, **metrics(nats, "valid", cfg.level)}
-    write_json(run.path / "best.json", rec)
-    (run.path / "metrics.jsonl").write_text(
-        f'{{"step": 0, "valid_nats": {nats!r}, "build_s": {time.time() - t0:.3f}}}\n')
+    run.claim(fresh=True)
+    try:
+        run.create({"train": cfg.to_json(), "model": model, "data": data},
+                   corpus.vocab.to_json())
+        run.save_best(tensors, rec)
+        run.log({**rec, "build_s": round(time.time() - t0, 3)})
+    except BaseException:
+        run.abandon()
+        raise
+    run.release()
     return {**rec, "elapsed": time.time() - t0, "entries": lm.entries()}
 
 
@@ -117,15 +120,19 @@ class NgramPredictor(Predictor):
     def load(cls, run_dir: str | Path) -> NgramPredictor:
         run = RunDir(run_dir)
         cfg = run.config()
-        try:
-            vocab = Vocab.from_json(run.vocab())
-        except (KeyError, TypeError) as e:
-            raise UserError(f"{run.path}/vocab.json: damaged ({e})") from None
+        vocab = load_vocab(run)
         lm = load_ngram(run, cfg)
         if len(vocab) != lm.V:
             raise UserError(f"{run.path}: vocab.json has {len(vocab)} tokens but the n-gram "
                             f"expects {lm.V}; the run directory is inconsistent")
         return cls(lm, vocab)
+
+    def read(self, ids: list[int]) -> tuple[Tensor, Any]:
+        """Logits and state after ``ids``: the state is just the last n-1 ids."""
+        keep = self.lm.order - 1
+        hist = (self.start_id, *(int(i) for i in ids))[-keep:] if keep else ()
+        self._ids = list(ids)
+        return torch.from_numpy(np.log(self.lm.probs(hist))).float(), hist
 
     def step(self, token: int, state: Any) -> tuple[Tensor, Any]:
         """One token in; log P(next) (V,) as logits and the new history out."""

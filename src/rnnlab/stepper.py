@@ -30,19 +30,20 @@ from .cells.lstm import LSTMCell, LSTMState
 from .kernels import same_method
 
 
-def _cells_of(core: nn.Module) -> tuple[list[Cell], bool]:
-    """The cells bottom to top and whether the state is torch's stacked form."""
+def _cells_of(core: nn.Module) -> list[Cell]:
+    """The cells bottom to top. A steppable layer states its layout: ``cells`` (bottom to
+    top), ``split_state(state) -> per-cell states`` and ``join_state(states)``."""
     if getattr(core, "bidirectional", False):
         raise ValueError("incremental stepping needs a unidirectional core")
-    if hasattr(core, "cells") and hasattr(core, "join_state"):          # rnnlab fronts
-        return list(core.cells), True
-    layers = getattr(getattr(core, "stack", core), "layers", None)
-    if layers is not None and all(hasattr(layer, "cell") for layer in layers):
-        return [layer.cell for layer in layers], False
     if isinstance(core, Cell):
-        return [core], False
-    raise ValueError(f"cannot step a {type(core).__name__}: expected an rnnlab front, a "
-                     f"Stacked of Recurrent layers or a cell")
+        return [core]
+    if hasattr(core, "split_state") and hasattr(core, "join_state"):
+        cells = list(core.cells)
+        if all(isinstance(c, Cell) for c in cells):
+            return cells
+    raise ValueError(f"cannot step a {type(core).__name__}: expected a unidirectional "
+                     f"layer of cells (an rnnlab front, a Stacked of Recurrent layers) or a "
+                     f"cell")
 
 
 def _lstm_step(cell: LSTMCell) -> Callable:
@@ -109,8 +110,10 @@ class Stepper:
 
     def __init__(self, core: nn.Module) -> None:
         self.core = core
-        self.cells, self.torch_form = _cells_of(core)
+        self.cells = _cells_of(core)
         self.bare = isinstance(core, Cell)
+        #: the batch dimension of the core's state tensors (1 in torch's (L, B, H) form)
+        self.batch_dim = 0 if self.bare else core.state_batch_dim
         with torch.no_grad():
             self.steps = [make_step(c) for c in self.cells]
         self.kinds = [s.kind for s in self.steps]
@@ -119,13 +122,10 @@ class Stepper:
         per_layer = [c.init_state(batch, device=device, dtype=dtype) for c in self.cells]
         if self.bare:
             return per_layer[0]
-        return self.core.join_state(per_layer) if self.torch_form else tuple(per_layer)
+        return self.core.join_state(per_layer)
 
     def split(self, state: Any) -> list:
-        if not self.torch_form:
-            return [state] if self.bare else list(state)
-        parts = state if isinstance(state, tuple) else (state,)
-        return [self.cells[0].State(*(p[k] for p in parts)) for k in range(len(self.cells))]
+        return [state] if self.bare else self.core.split_state(state)
 
     @torch.no_grad()
     def __call__(self, x: Tensor, state: Any = None) -> tuple[Tensor, Any]:
@@ -150,9 +150,7 @@ class Stepper:
         for step, s in zip(self.steps, self.split(state)):
             x, s = step(x, s)
             finals.append(s)
-        if self.torch_form:
-            return x, self.core.join_state(finals)
-        return x, (finals[0] if self.bare else tuple(finals))
+        return x, (finals[0] if self.bare else self.core.join_state(finals))
 
 
 __all__ = ["Stepper", "make_step"]

@@ -5,8 +5,9 @@ next window of ``bptt`` tokens of every stream, starting from the recurrent stat
 previous window ended in, detached (``rnnlab.detach_state``), so the model sees context
 beyond the window while gradients stop at its edge. AdamW, gradient-norm clipping, linear
 warm-up, then a constant learning rate or, when ``min_lr`` is given, cosine decay to it over
-a horizon that is ``max_steps`` or, with only a time budget, estimated from the speed of the first steps (and saved, so a resumed run
-follows the same schedule). Validation is a full pass over the validation split.
+a horizon that is ``max_steps`` or, with only a time budget, estimated from the speed of
+the first steps (and saved, so a resumed run follows the same schedule). Validation is a
+full pass over the validation split.
 
 Reproducible: the same config and seed give the same losses, and a run resumed from its
 last checkpoint continues exactly as if it had not stopped (model, optimizer moments, RNG,
@@ -14,11 +15,10 @@ carried state and data position are all saved; see rnnlab.checkpoint).
 """
 from __future__ import annotations
 
-import json
 import math
 import signal
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,49 +26,62 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .checkpoint import (RunDir, atomic_write_bytes, flatten_state, load_model_state,
-                         unflatten_state)
+from .checkpoint import flatten_state, model_from_weights, unflatten_state
 from .data.corpus import CorpusConfig, generate
 from .data.text import Corpus, Vocab, batchify, prepare, read_text
 from .errors import UserError
 from .layers import detach_state
-from .models.lm import LanguageModel
+from .models.lm import LanguageModel, LMConfig
 from .progress import Progress
+from .resume import merge_resume
+from .rundir import RunDir, load_vocab
+from .settings import from_json
+
+
+def _opt(default, help: str | None = None, check: str | None = None):
+    meta = {k: v for k, v in (("help", help), ("check", check)) if v is not None}
+    return field(default=default, metadata=meta)
 
 
 @dataclass
 class TrainConfig:
+    """A training run's settings; ``model`` is the one model config (rnnlab.models.lm).
+    Fields with a ``help`` are ``rnnlab train`` flags (rnnlab.commands.train)."""
+
     text: str | None = None          # a UTF-8 file or folder; None: the built-in corpus
     level: str = "char"
-    arch: str = "lstm"
-    embedding: int = 128
-    hidden: int = 512
-    layers: int = 2
-    dropout: float = 0.0
-    tie_weights: bool = False
-    proj_size: int = 0               # LSTM only: project each layer's output to this size
-    batch: int = 32
-    bptt: int = 128
-    lr: float = 2e-3
-    min_lr: float | None = None     # None: constant lr after warm-up
-    warmup: int = 50
-    weight_decay: float = 0.01
-    clip: float = 1.0
-    max_steps: int | None = None
-    max_time: float | None = None    # seconds, training and evaluation together
-    eval_every: int = 500
-    eval_batch: int = 16
-    save_every: int = 100
-    seed: int = 0
-    min_count: int = 1
-    max_vocab: int | None = None
-    corpus_tokens: int = 300_000     # built-in corpus size
-    corpus_max_gap: int = 90
+    model: LMConfig = field(default_factory=LMConfig)
+    batch: int = _opt(32, "parallel contiguous streams per step", "positive")
+    bptt: int = _opt(128, "tokens per truncated-BPTT window", "positive")
+    lr: float = _opt(2e-3, "AdamW learning rate after the linear warm-up", "positive")
+    min_lr: float | None = _opt(None, "decay by cosine to this learning rate (default: keep "
+                                "lr constant)", "nonneg")
+    warmup: int = _opt(50, "linear warm-up steps", "nonneg")
+    weight_decay: float = _opt(0.01, "AdamW weight decay", "nonneg")
+    clip: float = _opt(1.0, "gradient-norm clipping threshold (0: off)", "nonneg")
+    max_steps: int | None = _opt(None, check="positive")
+    max_time: float | None = _opt(None, check="positive")  # seconds, training and evaluation
+    eval_every: int = _opt(500, "steps between validation passes (0: only at the end)",
+                           "nonneg")
+    eval_batch: int = _opt(16, check="positive")
+    save_every: int = _opt(100, "steps between checkpoints (0: only at the end)", "nonneg")
+    seed: int = _opt(0, "random seed (same seed and settings: same run)", "seed")
+    min_count: int = _opt(1, "drop tokens seen fewer times from the vocabulary", "positive")
+    max_vocab: int | None = _opt(None, "keep at most this many tokens (the rest become "
+                                 "<unk>)", "positive")
+    corpus_tokens: int = _opt(300_000, "size of the built-in corpus in tokens", "positive")
+    corpus_max_gap: int = _opt(90, "longest dependency gap in the built-in corpus",
+                               "positive")
+
+    def to_json(self) -> dict:
+        """The training settings (the model's are saved beside them)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "model"}
 
     @classmethod
-    def from_json(cls, data: dict) -> "TrainConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+    def from_json(cls, train: dict, model: dict, where: str) -> "TrainConfig":
+        """Settings saved by ``to_json`` and ``LMConfig.to_json``, every value checked."""
+        mcfg = from_json(LMConfig, model, f"{where} model")
+        return from_json(cls, train, f"{where} train", model=mcfg)
 
 
 def corpus_config(cfg: TrainConfig) -> CorpusConfig:
@@ -118,49 +131,98 @@ def lr_at(step: int, cfg: TrainConfig, horizon: int | None) -> float:
 
 
 def build_model(cfg: TrainConfig, vocab_size: int) -> LanguageModel:
-    extra = {"proj_size": cfg.proj_size} if cfg.proj_size else {}
-    return LanguageModel(vocab_size, cfg.arch, cfg.embedding, cfg.hidden, cfg.layers,
-                         cfg.dropout, cfg.tie_weights, **extra)
+    """A fresh model; bad architecture options or sizes are a one-line UserError."""
+    try:
+        return LanguageModel.from_config(replace(cfg.model, vocab_size=vocab_size))
+    except (TypeError, ValueError) as e:
+        raise UserError(f"cannot build the {cfg.model.arch} model: "
+                        f"{str(e).splitlines()[0][:160]}") from None
+    except RuntimeError as e:                     # e.g. not enough memory for the sizes
+        raise UserError(f"cannot build the {cfg.model.arch} model "
+                        f"({str(e).splitlines()[0][:120]}); choose smaller sizes") from None
 
 
 class Trainer:
-    """One training run in a run directory: ``Trainer(cfg, out).run()``."""
+    """One training run in a run directory: ``Trainer(cfg, out).run()``.
+
+    ``resume``: continue the run in ``out``; ``given`` names the settings the user gave
+    explicitly, which a resumed run applies or refuses (rnnlab.resume; default: the
+    budgets set in ``cfg``). Holds the run
+    directory's writer lock from construction to the end of ``run()`` (or ``close()``).
+    """
 
     def __init__(self, cfg: TrainConfig, out: str | Path, resume: bool = False,
-                 quiet: bool = False) -> None:
-        self.run_dir, self.quiet = RunDir(out), quiet
+                 quiet: bool = False, given: set[str] | None = None) -> None:
+        self.run_dir, self.quiet, self.resumed = RunDir(out), quiet, resume
+        self.took_over = self.run_dir.claim(fresh=not resume)
+        self.changes: list[str] = []
+        try:
+            self._setup(cfg, resume, given)
+        except BaseException:
+            self.run_dir.abandon()
+            raise
+
+    def _setup(self, cfg: TrainConfig, resume: bool, given: set[str] | None) -> None:
+        checkpoint = None
         if resume:
             saved = self.run_dir.config()
-            self.cfg = _merge_resume(TrainConfig.from_json(saved["train"]), cfg)
-            self.corpus = load_corpus(self.cfg, Vocab.from_json(self.run_dir.vocab()))
+            old = TrainConfig.from_json(saved["train"], saved["model"],
+                                        f"{self.run_dir.path}/config.json")
+            if given is None:                      # a library call: its budgets count
+                given = {b for b in ("max_steps", "max_time") if getattr(cfg, b) is not None}
+            self.cfg, self.changes = merge_resume(old, cfg, given)
+            self.corpus = load_corpus(self.cfg, load_vocab(self.run_dir))
             _check_same_data(saved, self.corpus, self.run_dir.path)
+            checkpoint = self.run_dir.load_checkpoint()
         else:
             self.cfg = cfg
             self.corpus = load_corpus(cfg)
         torch.manual_seed(self.cfg.seed)
-        self.model = build_model(self.cfg, len(self.corpus.vocab))
+        if checkpoint is None:
+            self.model = build_model(self.cfg, len(self.corpus.vocab))
+        else:
+            mcfg = replace(self.cfg.model, vocab_size=len(self.corpus.vocab))
+            self.model = model_from_weights(mcfg, checkpoint[0], self.run_dir.path)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=self.cfg.lr,
                                      weight_decay=self.cfg.weight_decay)
         self.data = batchify(self.corpus.train, self.cfg.batch)              # (N, B)
         self.step, self.pos, self.epoch, self.elapsed = 0, 0, 0, 0.0
         self.horizon, self.estimated = self.cfg.max_steps, False
         self.best = math.inf
+        self.saved_step: int | None = None
         self.state: Any = None
-        if resume:
-            self._restore()
-        else:
+        if checkpoint is None:
             self.run_dir.create(self._config_json(), self.corpus.vocab.to_json())
-            (self.run_dir.path / "metrics.jsonl").write_text("")
+        else:
+            self._restore(*checkpoint[1:])
+
+    def close(self) -> None:
+        """Release the run directory (``run()`` does this itself when it ends)."""
+        self.run_dir.release()
 
     # -- persistence ----------------------------------------------------------------------
     def _config_json(self) -> dict:
         c = self.corpus
-        return {"train": asdict(self.cfg), "model": self.model.config.to_json(),
+        return {"train": self.cfg.to_json(), "model": self.model.config.to_json(),
                 "data": {"train_tokens": len(c.train), "valid_tokens": len(c.valid),
                          "test_tokens": len(c.test), "vocab_size": len(c.vocab),
                          "fingerprint": _fingerprint(c)}}
 
+    def _check_finite(self, what: str) -> None:
+        """Refuse to save or go on with a model that holds NaN or infinite values."""
+        if all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
+            return
+        raise self._diverged(what)
+
+    def _diverged(self, what: str) -> UserError:
+        last = (f"the last finite checkpoint is step {self.saved_step}"
+                if self.saved_step is not None else "no checkpoint was saved")
+        return UserError(f"{self.run_dir.path}: training diverged at step {self.step} "
+                         f"({what}); nothing more was saved and {last}; start again with a "
+                         f"lower --lr or --clip")
+
     def save(self) -> None:
+        self._check_finite("non-finite weights")
         tensors, structure = flatten_state(self.state)
         opt = self.opt.state_dict()
         for i, st in opt["state"].items():
@@ -168,35 +230,42 @@ class Trainer:
                 tensors[f"opt.{i}.{k}"] = v if isinstance(v, Tensor) else torch.tensor(v)
         tensors["rng"] = torch.get_rng_state()
         info = {"pos": self.pos, "epoch": self.epoch, "elapsed": self.elapsed,
-                "horizon": self.horizon, "estimated": self.estimated, "best": self.best if self.best < math.inf else None,
+                "horizon": self.horizon, "estimated": self.estimated,
+                "best": self.best if self.best < math.inf else None,
                 "state": structure, "param_groups": opt["param_groups"]}
         self.run_dir.save_checkpoint(self.step, self.model.state_dict(), tensors, info)
+        self.saved_step = self.step
 
-    def _restore(self) -> None:
-        weights, tensors, info = self.run_dir.load_checkpoint()
-        load_model_state(self.model, weights, self.run_dir.path)
-        groups = info["param_groups"]
-        for g in groups:
-            g["betas"] = tuple(g["betas"])
-        state: dict[int, dict] = {}
-        for name, v in tensors.items():
-            if name.startswith("opt."):
-                _, i, k = name.split(".", 2)
-                state.setdefault(int(i), {})[k] = v
-        self.opt.load_state_dict({"state": state, "param_groups": groups})
-        torch.set_rng_state(tensors["rng"])
-        self.state = unflatten_state(info["state"], tensors)
-        self.step, self.pos, self.epoch = info["step"], info["pos"], info["epoch"]
-        self.elapsed = info["elapsed"]
-        self.horizon, self.estimated = info["horizon"], info.get("estimated", False)
+    def _restore(self, tensors: dict[str, Tensor], info: dict) -> None:
+        try:
+            groups = info["param_groups"]
+            for g in groups:
+                g["betas"] = tuple(g["betas"])
+                g["weight_decay"] = self.cfg.weight_decay      # applied if changed
+            state: dict[int, dict] = {}
+            for name, v in tensors.items():
+                if name.startswith("opt."):
+                    _, i, k = name.split(".", 2)
+                    state.setdefault(int(i), {})[k] = v
+            self.opt.load_state_dict({"state": state, "param_groups": groups})
+            torch.set_rng_state(tensors["rng"])
+            self.state = unflatten_state(info["state"], tensors)
+            self.step, self.pos, self.epoch = (_count(info, "step"), _count(info, "pos"),
+                                               _count(info, "epoch"))
+            self.elapsed = float(info["elapsed"])
+            self.horizon, self.estimated = info["horizon"], bool(info.get("estimated", False))
+            self.best = float(info["best"]) if info["best"] is not None else math.inf
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError,
+                RuntimeError) as e:
+            raise UserError(f"{self.run_dir.last()}: trainer state is damaged "
+                            f"({e.__class__.__name__}: {str(e)[:80]})") from None
         if self.cfg.max_steps and not self.estimated:                # a new step budget
             self.horizon = self.cfg.max_steps
-        self.best = info["best"] if info["best"] is not None else math.inf
-        _truncate_log(self.run_dir.path / "metrics.jsonl", self.step)
+        self.saved_step = self.step
+        self.run_dir.truncate_log(self.step)
 
     def log(self, record: dict) -> None:
-        with open(self.run_dir.path / "metrics.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        self.run_dir.log(record)
 
     # -- training -------------------------------------------------------------------------
     def train_step(self) -> float:
@@ -211,6 +280,8 @@ class Trainer:
             g["lr"] = lr
         logits, state = self.model(x, self.state)
         loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
+        if not math.isfinite(loss.item()):
+            raise self._diverged(f"loss {loss.item()} at step {self.step + 1}")
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.clip:
@@ -223,12 +294,19 @@ class Trainer:
 
     def validate(self) -> dict:
         nats = evaluate(self.model, self.corpus.valid, self.cfg.eval_batch)
+        if not math.isfinite(nats):
+            raise self._diverged(f"validation loss {nats}")
         rec = {"step": self.step, **metrics(nats, "valid", self.cfg.level)}
         if nats < self.best:
+            self._check_finite("non-finite weights")
             self.best = nats
             self.run_dir.save_best(self.model.state_dict(), rec)
         self.log(rec)
         return rec
+
+    def finished(self) -> bool:
+        """True when a resumed run has already spent its budget."""
+        return self._done()
 
     def _done(self) -> bool:
         c = self.cfg
@@ -245,12 +323,25 @@ class Trainer:
             self.estimated = True
 
     def run(self) -> dict:
-        """Train until the budget is spent or SIGINT/SIGTERM; returns final metrics."""
+        """Train until the budget is spent or SIGINT/SIGTERM; returns final metrics. The
+        elapsed time counts training and validation, across resumes."""
+        try:
+            return self._run()
+        finally:
+            self.close()
+
+    def _run(self) -> dict:
         c = self.cfg
         if c.max_steps is None and c.max_time is None:
             raise UserError("give a budget: --max-steps N and/or --max-time SECONDS")
+        if self.resumed and self._done():
+            raise UserError(f"{self.run_dir.path}: the run already reached its budget (step "
+                            f"{self.step}, {self.elapsed:.0f} s; --max-steps {c.max_steps}, "
+                            f"--max-time {c.max_time}); give a larger budget to train on")
+        if self.changes:
+            self.run_dir.write_config(self._config_json())
         stop = _StopFlag()
-        bar = Progress(c.max_steps or c.max_time, desc=c.arch, enabled=not self.quiet)
+        bar = Progress(c.max_steps or c.max_time, desc=c.model.arch, enabled=not self.quiet)
         bar.n = self.step if c.max_steps else self.elapsed
         self.model.train()
         t0, s0, last = time.time(), self.step, time.time()
@@ -259,7 +350,7 @@ class Trainer:
             while not self._done():
                 loss = self.train_step()
                 now = time.time()
-                self.elapsed += now - last
+                self.elapsed += now - last              # includes the last validation
                 last = now
                 self._estimate_horizon(t0, s0)
                 self.log({"step": self.step, "loss": loss, "lr": self.opt.param_groups[0]["lr"],
@@ -269,7 +360,6 @@ class Trainer:
                 bar.update(1 if c.max_steps else 0, loss=loss)
                 if c.eval_every and self.step % c.eval_every == 0 and not self._done():
                     self.validate()
-                    last = time.time()
                 if stop.requested:
                     interrupted = True
                     break
@@ -278,10 +368,12 @@ class Trainer:
             bar.close()
             if not interrupted:
                 result = self.validate()
+            self.elapsed += time.time() - last
             self.save()
         if interrupted:
             return {"step": self.step, "interrupted": True}
-        return {**result, "elapsed": self.elapsed, "epoch": self.epoch, "interrupted": False}
+        return {**result, "elapsed": self.elapsed, "session": time.time() - t0,
+                "epoch": self.epoch, "interrupted": False}
 
 
 class _StopFlag:
@@ -320,25 +412,8 @@ def _check_same_data(saved: dict, corpus: Corpus, where: Path) -> None:
                         f"with; resume with the same text or start a new run")
 
 
-def _merge_resume(saved: TrainConfig, given: TrainConfig) -> TrainConfig:
-    """A resumed run keeps its saved settings, except the budgets (and a moved text file)."""
-    out = TrainConfig.from_json(asdict(saved))
-    out.max_steps = given.max_steps if given.max_steps is not None else saved.max_steps
-    out.max_time = given.max_time if given.max_time is not None else saved.max_time
-    if given.text:
-        out.text = given.text
-    return out
-
-
-def _truncate_log(path: Path, step: int) -> None:
-    """Drop log lines written after the checkpoint (the resumed run writes them again)."""
-    if not path.exists():
-        return
-    keep = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            if json.loads(line).get("step", 0) <= step:
-                keep.append(line)
-        except ValueError:
-            break                                           # a torn last line
-    atomic_write_bytes(path, "".join(k + "\n" for k in keep).encode())
+def _count(info: dict, key: str) -> int:
+    value = info[key]
+    if type(value) is not int or value < 0:
+        raise TypeError(f"{key} must be a count, received {value!r}")
+    return value

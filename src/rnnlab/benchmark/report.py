@@ -65,7 +65,7 @@ WHY = {
     "loop; what remains is the second LSTM transform's elementwise passes.",
     "depth_gated_lstm": "the Depth-Gated LSTM runs on the LSTM kernel with one extra "
     "depth-gate pass per step (kernels/depth_gated.py).",
-    "clockwork_rnn": "Clockwork's active-modules kernel is rnnlab.cells.clockwork_kernel "
+    "clockwork_rnn": "Clockwork's active-modules kernel is rnnlab.kernels.clockwork "
     "(see its notes).",
     "incremental step": "at batch 1 a step reads every weight once, so no exact float32 "
     "step can beat the weight-read time; when torch.nn.LSTM's per-call cost is under 10x "

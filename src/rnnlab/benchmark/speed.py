@@ -20,8 +20,20 @@ import torch
 from .. import available
 from ..experiments import atomic_write_text, machine_description
 from ..progress import Progress
-from .measure import (OWN_REF, Shape, forward_fn, gemm_flops, interleaved, lstm_flops,
-                      make_arch, make_torch, median, step_contenders, train_fn)
+from .measure import (
+    OWN_REF,
+    Shape,
+    force_kernels,
+    forward_fn,
+    gemm_flops,
+    interleaved,
+    lstm_flops,
+    make_arch,
+    make_torch,
+    median,
+    step_contenders,
+    train_fn,
+)
 from .memory import peak_training_memory
 from .report import bars, render  # noqa: F401 (render re-exported)
 
@@ -48,9 +60,7 @@ def bench_arch(name: str, shape: Shape, reps: int, loop_reps: int, memory: bool,
         fns.update({"own/fwd": forward_fn(own_module, x), "own/fb": train_fn(own_module, x)})
     if name == "lstm":                     # rnnlab's own LSTM kernel beside torch's fused op
         kernel = make_arch(name, shape, options)
-        for m in kernel.modules():
-            if hasattr(m, "use_fused"):
-                m.use_fused = False
+        force_kernels(kernel)
         fns.update({"kernel/fwd": forward_fn(kernel, x), "kernel/fb": train_fn(kernel, x)})
     if loop_reps:
         fns["loop/fb"] = train_fn(ours, x, loop=True)

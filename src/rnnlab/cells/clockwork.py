@@ -4,8 +4,9 @@ The H hidden units are split into g modules, sorted fast -> slow, module i with 
 (default T_i = 2^i, i = 0 .. g-1, i.e. 1, 2, 4, ...; any non-decreasing periods may be
 given). At step t only the modules with t mod T_i = 0 update; the others keep their value:
 
-    h_t[i] = act(W_I[i] x_t + b_ih[i] + Σ_{j >= i} W_H[i, j] h_{t-1}[j] + b_hh[i])   if t mod T_i = 0
-    h_t[i] = h_{t-1}[i]                                                            otherwise
+    h_t[i] = act(W_I[i] x_t + b_ih[i] + Σ_{j >= i} W_H[i, j] h_{t-1}[j] + b_hh[i])
+                                                              if t mod T_i = 0
+    h_t[i] = h_{t-1}[i]                                       otherwise
 
 W_H is block-upper-triangular: a module reads itself and the *slower* modules only.
 The step counter starts at t = 0 (every module updates on the first step) and lives in the
@@ -17,8 +18,8 @@ Parameters use torch.nn.RNN's names: weight_ih (H, F), weight_hh (H, H) (its blo
 the diagonal are structural zeros: masked in every forward, so they never get gradient),
 bias_ih, bias_hh (H,). With one module of period 1 the cell is exactly an Elman RNN.
 
-``run_sequence`` (used by every sequence layer) computes only the active modules, forward
-and backward (see clockwork_kernel.py); ``step`` is the dense masked reference.
+``step`` is the dense masked reference; ``rnnlab.kernels.clockwork`` computes only the
+active modules, forward and backward.
 """
 from __future__ import annotations
 
@@ -27,9 +28,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from ..layers.recurrent import Recurrent, Stacked, _loop
 from .base import check_shape, shape_str
-from .clockwork_kernel import ClockworkSequence, make_plan
 from .elman import ACTIVATIONS, ElmanCell
 
 
@@ -76,7 +75,6 @@ class ClockworkCell(ElmanCell):
         self.periods = check_periods(periods, num_modules)
         self.num_modules = len(self.periods)
         self.bounds = module_bounds(hidden_size, self.num_modules)
-        self.use_kernel = True
         module_of = torch.cat([torch.full((b - a,), i) for i, (a, b) in enumerate(self.bounds)])
         period_of = torch.tensor(self.periods)[module_of]
         self.register_buffer("unit_period", period_of.to(device), persistent=False)
@@ -139,48 +137,6 @@ class ClockworkCell(ElmanCell):
         h_new = torch.where(active, ACTIVATIONS[self.nonlinearity](pre), h)
         return h_new, ClockworkState(h_new, t + 1)
 
-    # -- the fast path: only active modules ------------------------------------------------
-    def run_sequence(self, x: Tensor, state: ClockworkState, lengths: Tensor | None):
-        """x (T, B, F) -> out (T, B, H), final state. One shared phase across the batch is
-        needed for the kernel; rows out of phase fall back to the reference loop."""
-        T, B = x.shape[:2]
-        h0, t = state
-        if not self.use_kernel or T == 0 or B == 0 or bool((t != t[0]).any()):
-            return _loop(self, x, state, lengths)
-        plan = make_plan(self.bounds, self.periods, int(t[0]), T)
-        bias = self.bias_ih + self.bias_hh if self.bias else None
-        out = ClockworkSequence.apply(x, h0, self.weight_ih, bias, self.recurrent_weight(),
-                                      plan, self.nonlinearity == "relu")
-        if lengths is None:
-            return out, ClockworkState(out[-1], t + T)
-        lengths = lengths.to(x.device)
-        h_last = out[lengths - 1, torch.arange(B, device=x.device)]
-        mask = torch.arange(T, device=x.device)[:, None] < lengths[None, :]
-        return out * mask[..., None].to(out.dtype), ClockworkState(h_last, t + lengths)
-
     def extra_repr(self) -> str:
         return (f"{self.input_size}, {self.hidden_size}, periods={self.periods}, "
                 f"nonlinearity={self.nonlinearity!r}")
-
-
-class ClockworkRNN(Stacked):
-    """Clockwork RNN sequence layer(s): forward(x, state=None, lengths=None) -> (out, state).
-
-    x (T, B, F) (or (B, T, F) with batch_first), out (T, B, H); the state is a tuple with
-    one ClockworkState(h, t) per layer. Dropout is applied between layers."""
-
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, *,
-                 num_modules: int | None = None, periods=None, nonlinearity: str = "tanh",
-                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
-                 device=None, dtype=None) -> None:
-        if num_layers < 1:
-            raise ValueError(f"num_layers must be at least 1, received {num_layers}")
-        cells = [ClockworkCell(input_size if k == 0 else hidden_size, hidden_size, num_modules,
-                               periods, bias, nonlinearity, device, dtype)
-                 for k in range(num_layers)]
-        super().__init__([Recurrent(c) for c in cells], dropout, batch_first)
-        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
-
-    @property
-    def cells(self) -> list[ClockworkCell]:
-        return [layer.cell for layer in self.layers]

@@ -23,7 +23,7 @@ Two different kinds of weight sharing, with names that cannot be confused:
   of one block use one weight set (``weight_lstm``), all non-LSTM dimensions another
   (``weight_ff``). Otherwise each dimension has ``weight_<dim>``, ``bias_<dim>``.
 - sharing *along* a dimension (the paper's "tied N-LSTM", §3.5) belongs to the network that
-  repeats blocks: ``share_along_depth=True`` in rnnlab.models.grid uses one block for all depths.
+  repeats blocks: ``share_along_depth=True`` in rnnlab.layers.grid uses one block for all depths.
 
 Inputs may be hoisted: ``input_part(dim, h)`` is dim's contribution to every transform's
 pre-activation plus the biases (one GEMM for a whole sequence); pass it as ``pre`` with
@@ -268,7 +268,7 @@ class GridLayerCell(Cell):
         return torch.cat([pre, x[..., d:]], -1) if self.carry_memory else pre
 
     def _pairs(self, xp: Tensor, state: GridState):
-        P, d = self.block.pre_size, self.hidden_size
+        P, _d = self.block.pre_size, self.hidden_size
         m_depth = xp[..., P:] if self.carry_memory else None
         return [GridState(*state), GridState(None, m_depth)], xp[..., :P]
 
@@ -283,10 +283,6 @@ class GridLayerCell(Cell):
         pairs, pre = self._pairs(xp, state)
         return self.block.gate_values(pairs, pre, 1)
 
-    def run_sequence(self, x: Tensor, state: GridState, lengths: Tensor | None = None):
-        """The whole sequence at once (rnnlab.kernels.grid); the step loop where unsupported."""
-        from ..kernels.grid import run_sequence
-        return run_sequence(self, x, state, lengths)
 
     def extra_repr(self) -> str:
         return f"{self.hidden_size}"

@@ -74,7 +74,3 @@ class GRUCell(Cell):
         r, z, _ = self.gate_activations(xp, state.h)
         return {"update": z, "reset": r}
 
-    def run_sequence(self, x: Tensor, state: GRUState, lengths: Tensor | None = None):
-        """Whole-sequence fast path (``rnnlab.kernels.gru``); equal to looping ``step``."""
-        from ..kernels.gru import run_sequence
-        return run_sequence(self, x, state, lengths)

@@ -165,10 +165,6 @@ class LSTMCell(Cell):
     def normalise_cell(self, c: Tensor) -> Tensor:
         return _ln(c, self.ln_c_weight, self.ln_c_bias) if self.layer_norm else c
 
-    def run_sequence(self, x: Tensor, state: LSTMState, lengths: Tensor | None = None):
-        """Whole-sequence fast path (``rnnlab.kernels.lstm``); equal to looping ``step``."""
-        from ..kernels.lstm import run_sequence
-        return run_sequence(self, x, state, lengths)
 
     def extra_repr(self) -> str:
         opts = [f"{self.input_size}, {self.hidden_size}"]

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from ..experiments import next_word
+from ..settings import number
 
 HELP = "train RNN, LSTM, GRU (and others within the budget) on the built-in corpus and " \
        "show which keep a long dependency"
@@ -22,17 +23,18 @@ def add_arguments(parser) -> None:
     d = next_word.PRESETS["demo"]
     parser.add_argument("--out", type=Path, default=Path("demo-output"),
                         help="output folder (table, JSON, plot, one run folder per model)")
-    parser.add_argument("--steps", type=int, default=d.steps,
+    parser.add_argument("--steps", type=number(int, "positive"), default=d.steps,
                         help=f"training steps per architecture (default {d.steps})")
-    parser.add_argument("--budget", type=float, default=d.budget,
+    parser.add_argument("--budget", type=number(float, "nonneg"), default=d.budget,
                         help=f"seconds in all; rnn, lstm, gru always finish, the other "
                         f"architectures share the rest (default {d.budget:g})")
     parser.add_argument("--archs", help="comma-separated architectures (default: rnn, lstm, "
                         "gru, then every other registered one)")
-    parser.add_argument("--seed", type=int, default=d.seed, help="corpus and model seed")
+    parser.add_argument("--seed", type=number(int, "seed"), default=d.seed,
+                        help="corpus and model seed")
     parser.add_argument("--resume", action="store_true",
                         help="continue or reuse the runs already in OUT/runs (after Ctrl-C)")
-    parser.add_argument("--threads", type=int, default=0,
+    parser.add_argument("--threads", type=number(int, "nonneg"), default=0,
                         help="torch CPU threads (default: torch's)")
 
 

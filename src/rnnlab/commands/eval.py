@@ -10,6 +10,7 @@ import torch
 from ..data.text import read_text, split_ids, tokenize
 from ..infer import Predictor
 from ..keyboard import keyboard_metrics
+from ..settings import number
 from ..train import evaluate
 
 HELP = ("evaluate a trained run (network or n-gram) on TEXT: nats, perplexity and, at word "
@@ -24,13 +25,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("text", help="UTF-8 text file or folder of .txt files")
     parser.add_argument("--split", choices=("all", *SPLITS), default="all",
                         help="score all of TEXT or one part of its 90/5/5 split")
-    parser.add_argument("--limit", type=int, metavar="N",
+    parser.add_argument("--limit", type=number(int, "positive"), metavar="N",
                         help="score only the first N tokens (of the split)")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object on one line (nothing else on stdout)")
-    parser.add_argument("--batch", type=int, default=16,
+    parser.add_argument("--batch", type=number(int, "positive"), default=16,
                         help="parallel streams for a char-level network's loss")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--threads", type=number(int, "positive"),
+                        help="torch CPU threads (default: torch's)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -43,8 +45,6 @@ def run(args) -> int:
     if args.split != "all":
         toks = split_ids(toks)[SPLITS[args.split]]
     if args.limit is not None:
-        if args.limit < 1:
-            raise ValueError(f"--limit must be at least 1, received {args.limit}")
         toks = toks[: args.limit]
     if not toks:
         raise ValueError(f"{args.text}: no {vocab.level} tokens to score")

@@ -11,6 +11,7 @@ from ..experiments import atomic_write_text
 from ..explain import explain_ids, summary, token_means
 from ..explain_view import heatmap, html_page
 from ..infer import Predictor
+from ..settings import number
 
 HELP = ("show what each layer's gates keep and discard while reading a text "
         "(PNG heatmap, HTML page, text summary)")
@@ -21,9 +22,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("text", help="the text to read")
     parser.add_argument("--out", type=Path, default=Path("explain-output"),
                         help="folder for explain.png, explain.html, explain.json, explain.txt")
-    parser.add_argument("--units", type=int, default=48,
+    parser.add_argument("--units", type=number(int, "positive"), default=48,
                         help="at most this many units per heatmap panel (the most variable)")
-    parser.add_argument("--top", type=int, default=0,
+    parser.add_argument("--top", type=number(int, "nonneg"), default=0,
                         help="tokens listed per line of the summary (0: about a quarter, <= 4)")
 
 

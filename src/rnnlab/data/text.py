@@ -13,7 +13,9 @@
 """
 from __future__ import annotations
 
+import functools
 import re
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +28,7 @@ from ..errors import UserError
 
 LEVELS = ("char", "word")
 UNK = "<unk>"
-_WORD = re.compile(r"\w+(?:'\w+)*|\n|[^\w\s]")
+_RI = "\U0001F1E6-\U0001F1FF"                       # regional indicators: flags are pairs
 _NO_SPACE_BEFORE = set(".,;:!?)]}")
 _NO_SPACE_AFTER = set("([{")
 
@@ -76,7 +78,26 @@ def tokenize(text: str, level: str) -> list[str]:
     """Characters, or words / punctuation marks / newlines."""
     if check_level(level) == "char":
         return list(text)
-    return _WORD.findall(text)
+    return _word_pattern().findall(text)
+
+
+@functools.cache
+def _word_pattern() -> re.Pattern:
+    """Words, newlines, and single symbols, each a whole grapheme: combining marks,
+    variation selectors, skin tones and zero-width-joined emoji stay with the character
+    they modify, and a pair of regional indicators (a flag) is one token."""
+    marks, start = [], None
+    for c in range(0x300, 0x20000):                     # Unicode categories Mn, Mc, Me
+        if unicodedata.category(chr(c))[0] == "M":
+            start = c if start is None else start
+        elif start is not None:
+            marks.append(f"{chr(start)}-{chr(c - 1)}")
+            start = None
+    ext = "[" + re.escape("".join(marks)).replace("\\-", "-") + \
+        "\U0001F3FB-\U0001F3FF\U000E0020-\U000E007F\U000E0100-\U000E01EF]"
+    word = rf"\w(?:\w|{ext})*"
+    symbol = rf"[^\w\s]{ext}*(?:\u200d[^\w\s]{ext}*)*"
+    return re.compile(rf"{word}(?:'{word})*|\n|[{_RI}]{{2}}|{symbol}")
 
 
 def detokenize(tokens: Sequence[str], level: str) -> str:

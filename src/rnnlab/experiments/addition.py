@@ -11,8 +11,8 @@ does not say which order it used. Models: a tied 2-D Grid LSTM (``GridLSTM`` wit
 ``share_along_depth``; time × depth, depth the priority dimension) and a stacked LSTM of the
 same depth whose width is chosen so that the whole model has the same parameter count.
 Metric: exact match (all D+1 digits right) on ``test_size`` fresh problems, and the share of
-digits right; the learning curve is both on ``check_size`` fresh problems by samples seen. The paper's target is
-D = 15 (preset ``gpu``: ``rnnlab experiment addition --preset gpu``).
+digits right; the learning curve is both on ``check_size`` fresh problems by samples
+seen. The paper's target is D = 15 (preset ``gpu``: ``rnnlab experiment addition --preset gpu``).
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import LSTM
-from ..models.grid import GridLSTM
+from ..layers.grid import GridLSTM
 from ..progress import Progress
 from . import machine_description, write_outputs
 from ._compare import markdown_table, pyplot, threads

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..data.corpus import CorpusConfig, generate
+from ..models.lm import LMConfig
 from ..progress import Progress
-from ..train import Trainer, TrainConfig, load_corpus
+from ..train import TrainConfig, Trainer, load_corpus
 from . import atomic_write_text, machine_description, write_outputs
 from ._compare import architectures, hidden_for_budget, markdown_table, pyplot, threads
 
@@ -53,8 +54,9 @@ PRESETS = {
 
 
 def train_config(cfg: Config, text: str, arch: str, hidden: int) -> TrainConfig:
-    return TrainConfig(text=text, level="char", arch=arch, embedding=cfg.embedding,
-                       hidden=hidden, layers=1, batch=cfg.batch, bptt=cfg.bptt, lr=cfg.lr,
+    return TrainConfig(text=text, level="char", model=LMConfig(
+                           arch=arch, embedding=cfg.embedding, hidden=hidden, layers=1),
+                       batch=cfg.batch, bptt=cfg.bptt, lr=cfg.lr,
                        min_lr=cfg.lr / 10, warmup=20, max_steps=cfg.max_steps or None,
                        max_time=cfg.seconds, eval_every=cfg.eval_every, save_every=0,
                        seed=cfg.seed)

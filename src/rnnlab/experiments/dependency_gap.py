@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..data.corpus import COUNTRIES, OBJECTS, CorpusConfig, make_probes
+from ..models.lm import LMConfig
 from ..progress import Progress
-from ..train import Trainer, TrainConfig, load_corpus
+from ..train import TrainConfig, Trainer, load_corpus
 from . import machine_description, write_outputs
 from ._compare import architectures, hidden_for_budget, markdown_table, pyplot, threads
 from .next_word import probe_accuracy
@@ -60,8 +61,9 @@ PRESETS = {
 
 
 def train_config(cfg: Config, arch: str, hidden: int, seed: int) -> TrainConfig:
-    return TrainConfig(text=None, level="word", arch=arch, embedding=cfg.embedding,
-                       hidden=hidden, layers=1, batch=cfg.batch, bptt=cfg.bptt, lr=cfg.lr,
+    return TrainConfig(text=None, level="word", model=LMConfig(
+                           arch=arch, embedding=cfg.embedding, hidden=hidden, layers=1),
+                       batch=cfg.batch, bptt=cfg.bptt, lr=cfg.lr,
                        min_lr=cfg.lr / 10, warmup=20, max_steps=cfg.steps,
                        max_time=cfg.max_seconds, eval_every=0, save_every=0, seed=seed,
                        corpus_tokens=cfg.corpus_tokens, corpus_max_gap=cfg.max_gap)

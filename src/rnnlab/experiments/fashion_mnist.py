@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +28,15 @@ from .. import build
 from ..data.images import DEFAULT_DIR, ImageSplit, load_split
 from ..progress import Progress
 from . import machine_description, write_outputs
-from ._compare import (Stopwatch, architectures, count_params, hidden_for_budget,
-                       markdown_table, pyplot, threads)
+from ._compare import (
+    Stopwatch,
+    architectures,
+    count_params,
+    hidden_for_budget,
+    markdown_table,
+    pyplot,
+    threads,
+)
 
 NAME = "fashion-mnist"
 DESCRIPTION = ("Fashion-MNIST: every architecture reading rows as a 28-step sequence, and a "
@@ -148,11 +154,11 @@ class RowClassifier(nn.Module):
 
 
 class GridImageClassifier(nn.Module):
-    """Images (B, 28, 28) -> rnnlab.models.grid.GridLSTM3dImage (which takes (B, 1, H, W))."""
+    """Images (B, 28, 28) -> rnnlab.layers.grid.GridLSTM3dImage (which takes (B, 1, H, W))."""
 
     def __init__(self, cfg: Config) -> None:
         super().__init__()
-        from ..models.grid import GridLSTM3dImage
+        from ..layers.grid import GridLSTM3dImage
         self.net = GridLSTM3dImage(patch=cfg.grid_patch, hidden=cfg.grid_hidden,
                                    depth=cfg.grid_depth, num_classes=10, image_size=28,
                                    fc=cfg.grid_fc)
@@ -162,7 +168,7 @@ class GridImageClassifier(nn.Module):
 
 
 def grid_model(cfg: Config) -> nn.Module | None:
-    """The 3-D Grid LSTM classifier, or None when rnnlab.models.grid is not installed."""
+    """The 3-D Grid LSTM classifier, or None when rnnlab.layers.grid is not installed."""
     try:
         return GridImageClassifier(cfg)
     except ImportError:
@@ -278,7 +284,7 @@ def table(result: dict) -> str:
             f"Adam lr {cfg['lr']}, core+head budget {cfg['budget']} parameters.\n"
             f"Machine: {result.get('machine', '')}. Total time {result['seconds']:.0f} s.\n\n")
     if not result["grid_available"] and cfg["grid"]:
-        head += "The 3-D Grid LSTM model (rnnlab.models.grid) was not available.\n\n"
+        head += "The 3-D Grid LSTM model (rnnlab.layers.grid) was not available.\n\n"
     return head + markdown_table(("model", "reads", "hidden", "params", "train images",
                                   "epochs", "test accuracy", "train s"), rows)
 

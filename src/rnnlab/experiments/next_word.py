@@ -16,7 +16,7 @@ import math
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -24,9 +24,10 @@ import torch
 from ..data.corpus import COUNTRIES, OBJECTS, CorpusConfig, Probe, make_probes
 from ..data.text import Vocab, tokenize
 from ..infer import Predictor
-from ..models.lm import LanguageModel
-from ..registry import available
-from ..train import Trainer, TrainConfig
+from ..layers.registry import available
+from ..models.lm import LanguageModel, LMConfig
+from ..rundir import RunDir
+from ..train import TrainConfig, Trainer, evaluate
 from . import machine_description, write_outputs
 
 NAME = "next_word"
@@ -74,8 +75,9 @@ def arch_order(cfg: Config) -> list[str]:
 
 
 def train_config(cfg: Config, arch: str, max_time: float | None = None) -> TrainConfig:
-    return TrainConfig(text=None, level="word", arch=arch, embedding=cfg.embedding,
-                       hidden=cfg.hidden, layers=cfg.layers, batch=cfg.batch, bptt=cfg.bptt,
+    return TrainConfig(text=None, level="word", model=LMConfig(
+                           arch=arch, embedding=cfg.embedding, hidden=cfg.hidden,
+                           layers=cfg.layers), batch=cfg.batch, bptt=cfg.bptt,
                        lr=cfg.lr, min_lr=cfg.lr / 10, warmup=20, max_steps=cfg.steps,
                        max_time=max_time,
                        eval_every=0, save_every=0, seed=cfg.seed,
@@ -133,10 +135,15 @@ def train_one(cfg: Config, arch: str, run_dir: Path, probes: list[Probe],
               max_time: float | None = None) -> dict:
     t0 = time.time()
     resume = cfg.resume and (run_dir / "last.json").exists()
-    if not resume and (run_dir / "config.json").exists():   # a previous demo's run: replace
+    if not resume and RunDir(run_dir).is_ours():       # a previous demo's run: replace
         shutil.rmtree(run_dir)
     trainer = Trainer(train_config(cfg, arch, max_time), run_dir, resume=resume)
-    final = trainer.run()
+    if trainer.finished():                            # reused as it is
+        trainer.close()
+        final = {"interrupted": False,
+                 "valid_nats": evaluate(trainer.model, trainer.corpus.valid)}
+    else:
+        final = trainer.run()
     if final["interrupted"]:                          # Ctrl-C: saved; stop the whole demo
         raise KeyboardInterrupt
     acc = probe_accuracy(trainer.model, trainer.corpus.vocab, probes)
@@ -158,7 +165,8 @@ def table_markdown(result: dict) -> str:
         gaps = sorted({int(g) for r in res.values() for g in r["accuracy"].get(kind, {})})
         lines += [f"Next-word accuracy at the target, {title} "
                   f"(chance {result['chance'][kind]:.0%}), by gap in tokens:", "",
-                  "| arch | steps | seconds | valid nats | " + " | ".join(f"gap {g}" for g in gaps) + " |",
+                  "| arch | steps | seconds | valid nats | "
+                  + " | ".join(f"gap {g}" for g in gaps) + " |",
                   "|---|---|---|---|" + "---|" * len(gaps)]
         for arch, r in res.items():
             accs = r["accuracy"].get(kind, {})

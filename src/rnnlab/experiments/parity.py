@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..models.grid import GridLSTM1d
+from ..layers.grid import GridLSTM1d
 from ..progress import Progress
 from . import machine_description, write_outputs
 from ._compare import markdown_table, pyplot, threads

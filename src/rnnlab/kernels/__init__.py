@@ -1,45 +1,106 @@
 """Fast whole-sequence kernels: optimisations of cells, never second definitions.
 
-Each kernel family (``lstm``, ``gru``, ``elman``) runs a whole sequence in one custom
-``torch.autograd.Function``: the input projection of all T steps is one GEMM, each step is
-one recurrent GEMM plus in-place gate math, and the backward through time is derived by
-hand, with the weight gradients computed after the loop as a few large GEMMs instead of T
-small ones. A cell opts in by defining ``run_sequence(x, state, lengths)`` (which
-``rnnlab.layers.run_cell`` calls); the kernel is tested equal to the cell's ``step`` loop.
+Each kernel (``lstm`` for every LSTM variant, ``gru``, ``depth_gated``, ``grid``,
+``clockwork``) runs a whole sequence in one custom ``torch.autograd.Function``: the input
+projection of all T steps is one GEMM, each step is one recurrent GEMM plus in-place gate
+math, and the backward through time is derived by hand, with the weight gradients computed
+after the loop as a few large GEMMs instead of T small ones.
 
-``use_kernels(False)`` switches every kernel off (the cells then run their Python loop),
-which is how the tests and the benchmark compare the two. ``STATS`` counts kernel calls by
-name so a test can see that the fast path ran.
+One table maps a cell type to its kernel (``register``); ``run(cell, x, state, lengths)``,
+which ``rnnlab.layers.run_cell`` calls, returns None where no kernel applies and the layer
+then loops over the cell's ``step``. Each kernel is tested equal to that loop. Kernels
+import cells, never the other way.
+
+- One switch: ``use_kernels(False)`` turns every fast path off (the tests and the benchmark
+  compare both paths this way).
+- Tracing, scripting, ``torch.compile`` and ``torch.export`` take the loop (``eager``).
+- Second derivatives: under autograd a kernel runs behind ``bridge.run_bridged``, whose
+  backward is the kernel's own, or, when autograd records the backward itself
+  (``create_graph=True``), a recomputation through the loop, so double backward is exact.
+
+``STATS`` counts kernel calls by name so a test can see that the fast path ran.
 """
 from __future__ import annotations
 
 import contextlib
 from collections import Counter
-from typing import Iterator
+from typing import Callable, Iterator
 
 STATS: Counter = Counter()
 _ENABLED = [True]
+_TABLE: dict[type, Callable] = {}
 
 
-def kernels_enabled() -> bool:
-    """Whether cells take their fast whole-sequence path."""
+def enabled() -> bool:
+    """Whether the fast paths run: rnnlab's kernels and, in the torch.nn fronts, torch's
+    fused ops. Off, every layer runs its cells' step loop (the reference path)."""
     return _ENABLED[0]
 
 
 @contextlib.contextmanager
-def switched(flag: list, enabled: bool) -> Iterator[None]:
-    """Context manager: set a one-element flag list to ``enabled``, restore it after."""
-    old = flag[0]
-    flag[0] = bool(enabled)
+def use_kernels(on: bool = True) -> Iterator[None]:
+    """The one switch: ``with use_kernels(False):`` runs every layer on its reference path."""
+    old = _ENABLED[0]
+    _ENABLED[0] = bool(on)
     try:
         yield
     finally:
-        flag[0] = old
+        _ENABLED[0] = old
 
 
-def use_kernels(enabled: bool = True):
-    """Context manager: run cells with (True) or without (False) their kernels."""
-    return switched(_ENABLED, enabled)
+def eager(x=None) -> bool:
+    """False while torch traces, scripts, compiles or exports, or when ``x`` is not a plain
+    tensor (fake, functional or vmap-batched): a hand-written kernel would be recorded as
+    an opaque call there (or break), so layers take their traceable cell loop instead."""
+    import torch
+
+    if (torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling()
+            or getattr(torch.compiler, "is_exporting", lambda: False)()):
+        return False
+    if x is None:
+        return True
+    if type(x) not in (torch.Tensor, torch.nn.Parameter):
+        return False
+    wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", None)
+    return not (wrapped is not None and wrapped(x))
+
+
+def register(cell_type: type):
+    """Decorator: ``fn(cell, x, state, lengths) -> (out, state) | None`` is the kernel of
+    ``cell_type`` (and of subclasses, which the kernel must decline with None when they
+    change the step math; see ``same_method``)."""
+    def add(fn: Callable) -> Callable:
+        _TABLE[cell_type] = fn
+        return fn
+    return add
+
+
+def find(cell) -> Callable | None:
+    """The kernel registered for the nearest class of ``cell``, or None."""
+    for cls in type(cell).__mro__:
+        if cls in _TABLE:
+            return _TABLE[cls]
+    return None
+
+
+def run(cell, x, state, lengths=None):
+    """``cell`` over x (T, B, F) from ``state`` on its kernel: (out, final state), or None
+    when there is none, kernels are off, the shapes are empty, torch is tracing, or the
+    kernel declines. Under autograd the result is twice differentiable (see ``bridge``)."""
+    import torch
+
+    fn = find(cell)
+    if fn is None or not enabled() or 0 in x.shape[:2] or not eager(x):
+        return None
+    if torch.is_grad_enabled() and _any_grad(cell, x, state):
+        from .bridge import run_bridged
+        return run_bridged(fn, cell, x, state, lengths)
+    return fn(cell, x, state, lengths)
+
+
+def _any_grad(cell, x, state) -> bool:
+    return (x.requires_grad or any(getattr(s, "requires_grad", False) for s in state)
+            or any(p.requires_grad for p in cell.parameters()))
 
 
 def same_method(cell, base: type, *names: str) -> bool:
@@ -64,8 +125,6 @@ class RecurrentGemm:
     region can wait a scheduler slice for a descheduled worker (measured on this machine
     under load: 20 ms instead of 0.4 ms per op). Leaving the block restores the count."""
 
-    enabled = True
-
     def __init__(self, w, batch: int, steps: int = 100) -> None:
         import torch
 
@@ -73,7 +132,7 @@ class RecurrentGemm:
         self.torch, self.n = torch, torch.get_num_threads() if w.device.type == "cpu" else 1
         self.w_t, self.packed = w.t(), None
         # the reorder costs about one GEMM's time: worth it for many steps of a big weight
-        if (self.enabled and w.device.type == "cpu" and w.dtype == torch.float32
+        if (w.device.type == "cpu" and w.dtype == torch.float32
                 and steps >= 8 and w.numel() >= 2**14 and torch.backends.mkldnn.is_available()):
             try:
                 self.packed = torch.ops.mkldnn._reorder_linear_weight(w.detach(), batch)
@@ -114,5 +173,8 @@ def step_mask(lengths, T: int, like):
     return mask.unsqueeze(-1), full
 
 
-__all__ = ["STATS", "kernels_enabled", "use_kernels", "same_method", "step_mask",
-           "RecurrentGemm"]
+__all__ = ["STATS", "enabled", "use_kernels", "eager", "register", "find", "run",
+           "same_method", "step_mask", "RecurrentGemm"]
+
+# the kernel modules register themselves in the table
+from . import clockwork, depth_gated, grid, gru, lstm  # noqa: E402,F401

@@ -16,20 +16,19 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from . import STATS, kernels_enabled, same_method, step_mask
+from ..cells.depth_gated import DepthGatedLSTMCell
+from ..cells.lstm import LSTMState
+from . import STATS, register, same_method, step_mask
 from .lstm import LSTMSequence, Params, Spec
 
 
+@register(DepthGatedLSTMCell)
 def run_sequence(cell, x: Tensor, state, lengths=None):
     """The Depth-Gated LSTM cell over x (T, B, F[+H]) from state; (out, LSTMState)."""
-    from ..cells.depth_gated import DepthGatedLSTMCell
-    from ..cells.lstm import LSTMState
-    from ..layers.recurrent import _loop
-
-    if (0 in x.shape[:2] or not kernels_enabled() or cell.layer_norm or cell.proj_size
+    if (cell.layer_norm or cell.proj_size
             or not same_method(cell, DepthGatedLSTMCell, "step", "project_input",
                                "activations")):
-        return _loop(cell, x, state, lengths)
+        return None
     STATS["depth_gated"] += 1
     H = cell.hidden_size
     GH = cell.gates * H

@@ -26,14 +26,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from . import STATS, kernels_enabled, same_method, step_mask
+from ..cells.grid import GridBlock, GridLayerCell, GridState
+from . import STATS, register, same_method, step_mask
 from .lstm import LSTMSequence, Params, Spec
 
 
 def supported(cell) -> bool:
     """Whether the kernel computes exactly what ``cell``'s step loop computes."""
-    from ..cells.grid import GridBlock, GridLayerCell
-
     block = cell.block
     pri = set(block.priority)
     return (block.dims == ("time", "depth") and block.kinds[0] == "lstm"
@@ -48,13 +47,11 @@ def depth_reads_new_time(block) -> bool:
     return "depth" in block.priority and "time" not in block.priority
 
 
+@register(GridLayerCell)
 def run_sequence(cell, x: Tensor, state, lengths=None):
     """The Grid layer cell over x (T, B, H or 2H) from state; (out, GridState)."""
-    from ..cells.grid import GridState
-    from ..layers.recurrent import _loop
-
-    if 0 in x.shape[:2] or not kernels_enabled() or not supported(cell):
-        return _loop(cell, x, state, lengths)
+    if not supported(cell):
+        return None
     STATS["grid"] += 1
     block, d = cell.block, cell.hidden_size
     T = x.shape[0]

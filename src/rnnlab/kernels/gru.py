@@ -20,17 +20,15 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from . import STATS, RecurrentGemm, kernels_enabled, same_method, step_mask
+from ..cells.gru import GRUCell, GRUState
+from . import STATS, RecurrentGemm, register, same_method, step_mask
 
 
+@register(GRUCell)
 def run_sequence(cell, x: Tensor, state, lengths=None):
     """The GRU cell over x (T, B, F) from state; (out (T, B, H), GRUState)."""
-    from ..cells.gru import GRUCell, GRUState
-    from ..layers.recurrent import _loop
-
-    if 0 in x.shape[:2] or not kernels_enabled() or not same_method(
-            cell, GRUCell, "step", "project_input", "gate_activations"):
-        return _loop(cell, x, state, lengths)
+    if not same_method(cell, GRUCell, "step", "project_input", "gate_activations"):
+        return None
     STATS["gru"] += 1
     mask, full = step_mask(lengths, x.shape[0], x)
     out, h = GRUSequence.apply(full, x, state.h, mask, cell.weight_ih, cell.weight_hh,
@@ -98,7 +96,7 @@ def _forward_loop(full: int, A, HN, out, Hc, h, mask, b_hn, rec):
 def backward_pass(full: int, x, h0, mask, w_ih, w_hh, b_ih, A, HN, Hc, gout, gh,
                   need_dx: bool):
     T, B, F = x.shape
-    H = h0.shape[1]
+    h0.shape[1]
     DA, DHN = torch.empty_like(A), torch.empty_like(HN)    # forward buffers stay intact
     with RecurrentGemm(w_hh.t(), B, T) as back:
         gh = _backward_loop(full, A, HN, Hc, DA, DHN, h0, mask, gout, gh, back)

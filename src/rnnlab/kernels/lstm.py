@@ -21,7 +21,8 @@ from typing import NamedTuple, Optional
 import torch
 from torch import Tensor
 
-from . import STATS, RecurrentGemm, kernels_enabled, same_method, step_mask
+from ..cells.lstm import LSTMCell, LSTMState
+from . import STATS, RecurrentGemm, register, same_method, step_mask
 
 EPS = 1e-5
 
@@ -61,15 +62,12 @@ def cell_params(cell) -> Params:
                   get("ln_c_weight"), get("ln_c_bias"))
 
 
+@register(LSTMCell)
 def run_sequence(cell, x: Tensor, state, lengths=None):
     """The LSTM cell over x (T, B, F) from state; (out (T, B, P), LSTMState)."""
-    from ..cells.lstm import LSTMCell, LSTMState
-    from ..layers.recurrent import _loop
-
-    if 0 in x.shape[:2] or not kernels_enabled() or not same_method(
-            cell, LSTMCell, "step", "project_input", "preactivation", "cell_update",
-            "gate_activations", "normalise_cell"):
-        return _loop(cell, x, state, lengths)
+    if not same_method(cell, LSTMCell, "step", "project_input", "preactivation",
+                       "cell_update", "gate_activations", "normalise_cell"):
+        return None
     STATS["lstm"] += 1
     mask, full = step_mask(lengths, x.shape[0], x)
     spec = Spec(cell.coupled, cell.peephole, cell.layer_norm, full)
@@ -198,9 +196,9 @@ def backward_pass(spec: Spec, x: Tensor, h0: Tensor, c0: Tensor, mask, p: Params
                   gout, gh: Tensor, gc: Tensor, need_dx: bool, gC=None):
     """Gradients of every forward_pass input, in ``LSTMSequence.forward``'s order.
     gC: gradient of the emitted cells (T, B, H) when spec.emit_cell."""
-    A, C, Hc, M = s["A"], s["C"], s["Hc"], s["M"]
+    A, C, _Hc, _M = s["A"], s["C"], s["Hc"], s["M"]
     T, B, F = x.shape
-    GH, H, P = p.w_hh.shape[0], c0.shape[1], h0.shape[1]
+    _GH, _H, P = p.w_hh.shape[0], c0.shape[1], h0.shape[1]
     DH = x.new_empty(T, B, P) if p.w_hr is not None else None
     s = dict(s, dA=torch.empty_like(A))          # the forward's buffers stay intact, so
     if spec.layer_norm:                          # backward(retain_graph=True) can rerun

@@ -30,7 +30,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from . import STATS, switched
+from . import STATS
 
 try:                                      # optional: CPU installs have no triton
     import triton
@@ -38,14 +38,9 @@ try:                                      # optional: CPU installs have no trito
 except Exception:  # noqa: BLE001 - a missing or broken triton only disables this path
     triton = tl = None
 
-ENABLED = [True]
+ENABLED = [True]                          # False after a kernel failed (not a user switch)
 LAST_ERROR: list = []                     # the compile / launch errors that switched a kernel off
 _PROBED: dict = {}                        # (kind, flags, dtype, device) -> bool: kernel works
-
-
-def use_triton(enabled: bool = True):
-    """Context manager: CUDA steps use (True) or skip (False) the Triton gate kernels."""
-    return switched(ENABLED, enabled)
 
 
 if triton is not None:

@@ -1,171 +1,246 @@
 """Drop-in replacements for torch.nn.RNN / LSTM / GRU and their Cell classes.
 
-Same constructor arguments, forward signature, return values, state shapes and
-``state_dict`` keys as torch.nn, so ``ours.load_state_dict(theirs.state_dict())`` works.
-The variants are extra keywords (``rnnlab.LSTM(..., layer_norm=True)``), and forward takes
-an extra ``lengths=`` tensor as an alternative to a PackedSequence.
+Each class *is* its torch.nn counterpart (``isinstance(rnnlab.LSTM(...), torch.nn.LSTM)``):
+it subclasses it, so the constructor's checks, the parameters (``weight_ih_l0`` ... in
+torch's order), ``reset_parameters``, ``repr``, ``state_dict``, parametrizations, pruning
+and ``functional_call`` are torch's own. The variants are extra keywords
+(``rnnlab.LSTM(..., layer_norm=True)``): their extra parameters follow torch's naming
+(``weight_peephole_l0``, ``ln_ih_weight_l0`` ...). ``forward`` also takes ``lengths=`` as an
+alternative to a PackedSequence.
 
-When a layer is exactly torch's configuration it calls torch's fused op (oneDNN on CPU,
-cuDNN on GPU); otherwise it runs its cells through ``rnnlab.layers.run_cell``. Set
-``layer.use_fused = False`` to force the cell path (the tests compare both with torch.nn).
+Which path runs:
+- the plain configuration calls torch's own forward (oneDNN on CPU, cuDNN on GPU), except
+  a CPU GRU of hidden size >= 256, where ``rnnlab.kernels.gru`` is faster;
+- a variant, or any layer under ``rnnlab.kernels.use_kernels(False)``, runs its cells
+  (``rnnlab.cells``) through ``rnnlab.layers.run_cell``, which takes a whole-sequence kernel
+  where one applies. The cells are weightless templates bound to this layer's parameters
+  before each use, so there is one copy of every weight and it is torch's.
+
+``to_torch()`` returns the plain torch module sharing these parameters (what
+``torch.jit.script`` and ``torch.ao.quantization`` need); a variant refuses.
 """
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, _VF, nn
+from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from ..cells.base import check_features, check_shape, shape_str
-from ..cells.elman import ElmanCell, ElmanState
-from ..cells.gru import GRUCell as _GRUCell, GRUState
-from ..cells.lstm import LSTMCell as _LSTMCell, LSTMState
+from .. import kernels
+from ..cells.elman import ElmanCell
+from ..cells.gru import GRUCell as _GRUStep
+from ..cells.lstm import LSTMCell as _LSTMStep
 from .recurrent import check_lengths, repack_output, run_cell
 
-_KEY = re.compile(r"^cells\.(\d+)\.(\w+)$")
 
+class _Bound:
+    """Weightless cell templates (on the meta device) bound to the owner's parameters.
 
-class _TorchFront(nn.Module):
-    """Shared machinery of RNN, LSTM and GRU: flat list of cells ordered (layer, direction),
-    parameter names mapped to torch's ``weight_ih_l{k}{_reverse}`` scheme."""
+    ``self._templates[k]`` holds the math of unit k (layer k // D, direction k % D);
+    ``_param_name(k, name)`` is the owner's name for that unit's parameter ``name``."""
 
-    mode = ""
+    _variant: dict
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
-                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
-                 bidirectional: bool = False, proj_size: int = 0, device=None, dtype=None,
-                 **cell_options: Any) -> None:
-        super().__init__()
-        if not isinstance(dropout, (int, float)) or not 0 <= dropout <= 1:
-            raise ValueError(f"dropout must be a number in [0, 1], received {dropout!r}")
-        if num_layers < 1:
-            raise ValueError(f"num_layers must be at least 1, received {num_layers}")
-        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
-        self.bias, self.batch_first, self.dropout = bias, batch_first, float(dropout)
-        self.bidirectional, self.proj_size = bidirectional, proj_size
-        self.use_fused = True
-        D = 2 if bidirectional else 1
-        out = proj_size or hidden_size
-        cells = []
-        for layer in range(num_layers):
-            size_in = input_size if layer == 0 else out * D
-            for _ in range(D):
-                cells.append(self.make_cell(size_in, hidden_size, bias, proj_size,
-                                            device, dtype, cell_options))
-        self.cells = nn.ModuleList(cells)
-        self._register_state_dict_hook(_to_torch_keys)
-        self.register_load_state_dict_pre_hook(_from_torch_keys)
+    def _setup_templates(self, templates: list, device, dtype) -> None:
+        self.__dict__["_templates"] = templates
+        if not self._variant:
+            self._bind_all()
+            return
+        for k, cell in enumerate(templates):
+            for name, p in cell.named_parameters():
+                full = self._param_name(k, name)
+                old = self._parameters.get(full)
+                if old is None or old.shape != p.shape:
+                    setattr(self, full, nn.Parameter(torch.empty(p.shape, device=device,
+                                                                 dtype=dtype)))
+                self._note_param(k, full)
+        self._after_params()
+        self.reset_parameters()
 
-    # -- construction -------------------------------------------------------------------
-    def make_cell(self, size_in, hidden, bias, proj, device, dtype, options):
-        raise NotImplementedError
+    def _note_param(self, k: int, full: str) -> None:
+        """Record a parameter name the base class does not know (RNNBase bookkeeping)."""
+
+    def _after_params(self) -> None:
+        """Hook run after the variant parameters are registered."""
+
+    def _bind(self, k: int):
+        cell = self._templates[k]
+        for name in list(cell._parameters):
+            if cell._parameters[name] is not None:
+                cell._parameters[name] = getattr(self, self._param_name(k, name))
+        return cell
+
+    def _bind_all(self) -> list:
+        return [self._bind(k) for k in range(len(self.__dict__.get("_templates", ())))]
 
     @property
-    def num_directions(self) -> int:
-        return 2 if self.bidirectional else 1
+    def cells(self) -> list:
+        """The per-unit cells (layer-major, then direction), bound to the current
+        parameters. They are views for inspection and stepping, not submodules."""
+        return self._bind_all()
+
+    def _apply(self, fn, recurse=True):
+        out = super()._apply(fn, recurse)
+        self._bind_all()          # drop references to the tensors before the move
+        return out
+
+    def __prepare_scriptable__(self):
+        return self.to_torch()
+
+    def _torch_base(self) -> type:
+        """The torch.nn class this one stands in for."""
+        return next(c for c in type(self).__mro__ if c.__module__.startswith("torch.nn"))
+
+    def _variant_repr(self) -> str:
+        return "".join(f", {k}={v}" for k, v in self._variant.items())
+
+
+class _Front(_Bound):
+    """What RNN, LSTM and GRU add to torch.nn.RNNBase."""
+
+    def _init_front(self, options: dict, device, dtype) -> None:
+        self._variant = {k: v for k, v in options.items() if v}
+        D = 2 if self.bidirectional else 1
+        out = self.proj_size or self.hidden_size
+        templates = [self._make_cell(self.input_size if k // D == 0 else out * D, options,
+                                     dtype) for k in range(self.num_layers * D)]
+        self._setup_templates(templates, device, dtype)
 
     @property
     def output_size(self) -> int:
-        return (self.proj_size or self.hidden_size) * self.num_directions
+        """Features of each output step: (proj_size or hidden_size) x directions."""
+        return (self.proj_size or self.hidden_size) * (2 if self.bidirectional else 1)
 
-    def torch_name(self, index: int, name: str) -> str:
-        layer, direction = divmod(index, self.num_directions)
+    def _param_name(self, k: int, name: str) -> str:
+        layer, direction = divmod(k, 2 if self.bidirectional else 1)
         return f"{name}_l{layer}{'_reverse' if direction else ''}"
 
-    def __getattr__(self, name: str):
-        m = re.match(r"^(\w+)_l(\d+)(_reverse)?$", name)
-        if m and not name.startswith("_"):
-            cells = self._modules["cells"]
-            k = int(m.group(2)) * self.num_directions + (1 if m.group(3) else 0)
-            if k < len(cells) and hasattr(cells[k], m.group(1)):
-                return getattr(cells[k], m.group(1))
-        return super().__getattr__(name)
+    def _note_param(self, k: int, full: str) -> None:
+        if full not in self._flat_weights_names:
+            self._flat_weights_names.append(full)
+            self._all_weights[k].append(full)
 
-    @property
-    def all_weights(self) -> list[list[nn.Parameter]]:
-        return [list(c.parameters()) for c in self.cells]
+    def _after_params(self) -> None:
+        self._init_flat_weights()
+
+    def reset_parameters(self) -> None:
+        """torch's initialisation, then each variant's own (layer-norm gains 1, the
+        forget-gate bias)."""
+        super().reset_parameters()
+        if getattr(self, "_variant", None):
+            for k in range(len(self._templates)):
+                self._bind(k).reset_parameters()
 
     def flatten_parameters(self) -> None:
-        """Accepted for torch.nn compatibility; nothing to do."""
+        if not getattr(self, "_variant", None):
+            super().flatten_parameters()
 
     def extra_repr(self) -> str:
-        s = f"{self.input_size}, {self.hidden_size}"
-        for name, default in (("num_layers", 1), ("bias", True), ("batch_first", False),
-                              ("dropout", 0.0), ("bidirectional", False), ("proj_size", 0)):
-            if getattr(self, name) != default:
-                s += f", {name}={getattr(self, name)}"
-        return s
+        return super().extra_repr() + self._variant_repr()
 
-    # -- state conversion between torch's stacked form and per-cell states --------------
-    def state_sizes(self) -> tuple[int, ...]:
-        """Feature sizes of the torch-form state tensors (h,) or (h, c)."""
-        return (self.proj_size or self.hidden_size,)
+    def to_torch(self) -> nn.RNNBase:
+        """The torch.nn module of the same configuration sharing these parameters."""
+        if self._variant:
+            raise ValueError(f"{type(self).__name__}({self._variant_repr()[2:]}) has no "
+                             f"torch.nn equivalent: only the plain configuration converts")
+        if nn.utils.parametrize.is_parametrized(self):
+            raise ValueError("remove the parametrizations before converting to torch.nn")
+        twin = self._torch_base()(**self._torch_args(), device="meta")
+        for name in self._flat_weights_names:
+            setattr(twin, name, self._parameters[name])
+        twin._init_flat_weights()
+        twin.train(self.training)
+        return twin
 
-    def split_state(self, hx, B: int, dtype, device) -> list:
-        n = self.num_layers * self.num_directions
-        parts = hx if isinstance(hx, tuple) else (hx,)
-        names = ("h_0", "c_0")
-        if len(parts) != len(self.state_sizes()):
-            raise ValueError(f"{self.mode} expects a state of {len(self.state_sizes())} "
-                             f"tensor(s), received {len(parts)}")
-        for p, size, name in zip(parts, self.state_sizes(), names):
-            check_shape(p, (n, B, size), name)
-        return [self.cells[0].State(*(p[k] for p in parts)) for k in range(n)]
+    def _torch_args(self) -> dict:
+        return dict(input_size=self.input_size, hidden_size=self.hidden_size,
+                    num_layers=self.num_layers, bias=self.bias, batch_first=self.batch_first,
+                    dropout=self.dropout, bidirectional=self.bidirectional)
 
-    def join_state(self, states: list):
-        parts = tuple(torch.stack([s[i] for s in states]) for i in range(len(states[0])))
-        return parts if len(parts) > 1 else parts[0]
+    # -- forward --------------------------------------------------------------------
+    def _torch_path(self, input) -> bool:
+        """torch's own op: the plain configuration, unless the kernels are off (the
+        reference path) or rnnlab's kernel is the faster one here (eager mode only)."""
+        if self._variant or not kernels.enabled():
+            return False
+        x = input.data if isinstance(input, PackedSequence) else input
+        return not (self._prefers_kernel() and kernels.eager(x))
 
-    # -- forward ------------------------------------------------------------------------
+    def _prefers_kernel(self) -> bool:
+        return False
+
     def forward(self, input, hx=None, lengths=None):
-        packed = input if isinstance(input, PackedSequence) else None
-        unbatched = packed is None and isinstance(input, Tensor) and input.dim() == 2
-        if packed is not None:
-            x, lens = pad_packed_sequence(packed)
-            lengths = lens.long()
-        else:
-            x = self._time_major(input, unbatched)
-        check_features(x, self.input_size)
-        T, B = x.shape[:2]
-        if lengths is not None and packed is None:
-            lengths = check_lengths(lengths, T, B)
-        if hx is not None and unbatched:
-            hx = tuple(h.unsqueeze(1) for h in hx) if isinstance(hx, tuple) else hx.unsqueeze(1)
-        states = None if hx is None else self.split_state(hx, B, x.dtype, x.device)
-        if self.use_fused and self.fusable():
-            out, final = self._fused(x, states, lengths)
-        else:
-            out, final = self._cells(x, states, lengths)
-        return self._finish(out, final, packed, unbatched, lengths)
+        """torch.nn's forward; ``lengths`` (B,) marks the valid steps of a padded input."""
+        if self._torch_path(input):
+            if lengths is None:
+                return super().forward(input, hx)
+            return self._torch_with_lengths(input, hx, lengths)
+        return self._forward_cells(input, hx, lengths)
 
-    def _time_major(self, input, unbatched: bool) -> Tensor:
-        if not isinstance(input, Tensor):
-            raise ValueError(f"input must be a Tensor or PackedSequence, "
-                             f"received {type(input).__name__}")
-        if input.dim() not in (2, 3):
-            raise ValueError(f"{self.mode} input must be 3-D "
-                             f"({'B, T' if self.batch_first else 'T, B'}, {self.input_size}) "
-                             f"or 2-D unbatched, received shape {shape_str(input.shape)}")
-        if unbatched:
-            return input.unsqueeze(1)
-        return input.transpose(0, 1) if self.batch_first else input
+    def _torch_with_lengths(self, input: Tensor, hx, lengths):
+        T, B = (input.shape[1], input.shape[0]) if self.batch_first else input.shape[:2]
+        lengths = check_lengths(lengths, T, B)
+        packed = pack_padded_sequence(input, lengths, self.batch_first, enforce_sorted=False)
+        out, h = super().forward(packed, hx)
+        return pad_packed_sequence(out, self.batch_first, total_length=T)[0], h
 
-    def _finish(self, out, final, packed, unbatched, lengths):
-        h = self.join_state(final)
-        if packed is not None:
-            return repack_output(out, packed), h
-        if unbatched:
-            out = out.squeeze(1)
-            h = tuple(t.squeeze(1) for t in h) if isinstance(h, tuple) else h.squeeze(1)
-        elif self.batch_first:
+    def _forward_cells(self, input, hx, lengths):
+        if isinstance(input, PackedSequence):
+            x, lens = pad_packed_sequence(input)
+            self.check_forward_args(input.data, self._check_form(hx, x.shape[1], x),
+                                    input.batch_sizes)
+            lengths, unbatched = lens.long(), False
+        else:
+            if not isinstance(input, Tensor) or input.dim() not in (2, 3):
+                word = " tensor" if self._torch_base() is nn.RNN else ""  # torch's wording
+                got = (f"{input.dim()}D{word}" if isinstance(input, Tensor)
+                       else type(input).__name__)
+                raise ValueError(f"{self._torch_base().__name__}: Expected input to be 2D or "
+                                 f"3D, got {got} instead")
+            unbatched = input.dim() == 2
+            if unbatched:
+                hx = self._unsqueeze_hx(hx)
+                input = input.unsqueeze(1 if not self.batch_first else 0)
+            x = input.transpose(0, 1) if self.batch_first else input
+            self.check_forward_args(input, self._check_form(hx, x.shape[1], x), None)
+            if lengths is not None:
+                lengths = check_lengths(lengths, x.shape[0], x.shape[1])
+        out, h = self._run_units(x, hx, lengths)
+        if isinstance(input, PackedSequence):
+            return repack_output(out, input), h
+        if self.batch_first:
             out = out.transpose(0, 1)
+        if unbatched:
+            out = out.squeeze(0 if self.batch_first else 1)
+            h = tuple(t.squeeze(1) for t in h) if isinstance(h, tuple) else h.squeeze(1)
         return out, h
 
-    def _cells(self, x: Tensor, states, lengths):
-        D, B = self.num_directions, x.shape[1]
+    def _unsqueeze_hx(self, hx):
+        if hx is None:
+            return None
+        if isinstance(hx, tuple):
+            if any(t.dim() != 2 for t in hx):
+                dims = ", ".join(f"{t.dim()}-D" for t in hx)
+                raise RuntimeError(f"For unbatched 2-D input, hx and cx should also be 2-D "
+                                   f"but got ({dims}) tensors")
+        elif hx.dim() != 2:
+            raise RuntimeError(f"For unbatched 2-D input, hx should also be 2-D but got "
+                               f"{hx.dim()}-D tensor")
+        return tuple(t.unsqueeze(1) for t in hx) if isinstance(hx, tuple) else hx.unsqueeze(1)
+
+    def _zeros(self, B: int, size: int, x: Tensor) -> Tensor:
+        D = 2 if self.bidirectional else 1
+        return x.new_zeros(self.num_layers * D, B, size)
+
+    def _check_form(self, hx, B: int, x: Tensor):
+        """hx as torch's check_forward_args expects it (zeros when None)."""
+        return self._zeros(B, self.proj_size or self.hidden_size, x) if hx is None else hx
+
+    def _run_units(self, x: Tensor, hx, lengths):
+        """x (T, B, F) time-major through every layer and direction."""
+        D, B = 2 if self.bidirectional else 1, x.shape[1]
         finals = []
         for layer in range(self.num_layers):
             if layer and self.dropout and self.training:
@@ -173,102 +248,55 @@ class _TorchFront(nn.Module):
             outs = []
             for d in range(D):
                 k = layer * D + d
-                cell = self.cells[k]
-                s = states[k] if states is not None else cell.init_state(
-                    B, device=x.device, dtype=x.dtype)
+                cell = self._bind(k)
+                s = cell.init_state(B, device=x.device, dtype=x.dtype) if hx is None \
+                    else self._unit_state(cell, hx, k)
                 o, s = run_cell(cell, x, s, lengths, reverse=bool(d))
                 outs.append(o)
                 finals.append(s)
             x = outs[0] if D == 1 else torch.cat(outs, dim=-1)
-        return x, finals
+        return x, self.join_state(finals)
 
-    # -- torch's fused kernels for the plain configurations -----------------------------
-    def fusable(self) -> bool:
-        return all(getattr(c, "is_plain", True) for c in self.cells)
+    def _unit_state(self, cell, hx, k: int):
+        return cell.State(*((p[k] for p in hx) if isinstance(hx, tuple) else (hx[k],)))
 
-    def _flat_weights(self) -> list[Tensor]:
-        names = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if self.bias else [])
-        names += ["weight_hr"] if self.proj_size else []
-        return [getattr(c, n) for c in self.cells for n in names]
+    # -- the state layout (what a stepper reads) -------------------------------------
+    state_batch_dim = 1                 # torch's stacked (layers x directions, B, H)
 
-    def _fused(self, x: Tensor, states, lengths):
-        B = x.shape[1]
-        if states is None:
-            states = [c.init_state(B, device=x.device, dtype=x.dtype) for c in self.cells]
-        hx = self.join_state(states)
-        args = (self._flat_weights(), self.bias, self.num_layers, self.dropout,
-                self.training, self.bidirectional)
-        fn = getattr(_VF, self.vf_name())
-        if lengths is None:
-            res = fn(x, hx, *args, False)
-            out, parts = res[0], res[1:]
-        else:
-            packed = pack_padded_sequence(x, lengths, enforce_sorted=False)
-            order = packed.sorted_indices.to(x.device)
-            hx_s = tuple(h.index_select(1, order) for h in _as_tuple(hx))
-            res = fn(packed.data, packed.batch_sizes, _untuple(hx_s), *args)
-            back = packed.unsorted_indices.to(x.device)
-            out_p = PackedSequence(res[0], packed.batch_sizes, packed.sorted_indices,
-                                   packed.unsorted_indices)
-            out = pad_packed_sequence(out_p, total_length=x.shape[0])[0]
-            parts = tuple(h.index_select(1, back) for h in res[1:])
-        n = len(self.cells)
-        return out, [self.cells[0].State(*(p[k] for p in parts)) for k in range(n)]
+    def split_state(self, hx) -> list:
+        """torch's stacked state -> one cell state per unit (layer-major)."""
+        return [self._unit_state(c, hx, k) for k, c in enumerate(self.cells)]
 
-    def vf_name(self) -> str:
-        raise NotImplementedError
+    def join_state(self, states: list):
+        """One cell state per unit -> torch's stacked (h,) or (h, c)."""
+        parts = tuple(torch.stack([s[i] for s in states]) for i in range(len(states[0])))
+        return parts if len(parts) > 1 else parts[0]
 
 
-def _as_tuple(hx):
-    return hx if isinstance(hx, tuple) else (hx,)
-
-
-def _untuple(parts):
-    return parts if len(parts) > 1 else parts[0]
-
-
-def _to_torch_keys(module, state_dict, prefix, local_metadata):
-    for key in list(state_dict):
-        m = _KEY.match(key[len(prefix):]) if key.startswith(prefix) else None
-        if m:
-            state_dict[prefix + module.torch_name(int(m.group(1)), m.group(2))] = \
-                state_dict.pop(key)
-    return state_dict
-
-
-def _from_torch_keys(module, state_dict, prefix, *args):
-    names = {prefix + module.torch_name(k, n): f"{prefix}cells.{k}.{n}"
-             for k, c in enumerate(module.cells) for n, _ in c.named_parameters()}
-    for key in list(state_dict):
-        if key in names:
-            state_dict[names[key]] = state_dict.pop(key)
-
-
-class RNN(_TorchFront):
-    """Elman RNN layer, torch.nn.RNN's contract (``nonlinearity='tanh'|'relu'``)."""
-
-    mode = "RNN"
+class RNN(_Front, nn.RNN):
+    """Elman RNN layer: torch.nn.RNN (``nonlinearity='tanh'|'relu'``)."""
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = False,
                  dropout: float = 0.0, bidirectional: bool = False, device=None,
-                 dtype=None) -> None:
-        self.nonlinearity = nonlinearity
-        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, 0, device, dtype)
+                 dtype=None, proj_size: int = 0) -> None:
+        # proj_size only so that torch refuses it as it does for nn.RNN (ValueError)
+        super().__init__(input_size, hidden_size, num_layers, nonlinearity, bias, batch_first,
+                         dropout, bidirectional, device=device, dtype=dtype,
+                         **({"proj_size": proj_size} if proj_size else {}))
+        self._init_front({}, device, dtype)
 
-    def make_cell(self, size_in, hidden, bias, proj, device, dtype, options):
-        return ElmanCell(size_in, hidden, bias, self.nonlinearity, device=device, dtype=dtype)
+    def _make_cell(self, size_in: int, options: dict, dtype):
+        return ElmanCell(size_in, self.hidden_size, self.bias, self.nonlinearity,
+                         device="meta", dtype=dtype)
 
-    def vf_name(self) -> str:
-        return "rnn_tanh" if self.nonlinearity == "tanh" else "rnn_relu"
+    def _torch_args(self) -> dict:
+        return {**super()._torch_args(), "nonlinearity": self.nonlinearity}
 
 
-class LSTM(_TorchFront):
-    """LSTM layer, torch.nn.LSTM's contract, plus the variant keywords of
-    ``rnnlab.cells.LSTMCell``: peephole, coupled, layer_norm, forget_bias."""
-
-    mode = "LSTM"
+class LSTM(_Front, nn.LSTM):
+    """LSTM layer: torch.nn.LSTM, plus the variant keywords of ``rnnlab.cells.LSTMCell``:
+    peephole, coupled, layer_norm, forget_bias."""
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
@@ -276,92 +304,159 @@ class LSTM(_TorchFront):
                  *, peephole: bool = False, coupled: bool = False, layer_norm: bool = False,
                  forget_bias: float = 0.0) -> None:
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, proj_size, device, dtype, peephole=peephole,
-                         coupled=coupled, layer_norm=layer_norm, forget_bias=forget_bias)
+                         bidirectional, proj_size, device=device, dtype=dtype)
+        self._init_front(dict(peephole=peephole, coupled=coupled, layer_norm=layer_norm,
+                              forget_bias=float(forget_bias)), device, dtype)
 
-    def make_cell(self, size_in, hidden, bias, proj, device, dtype, options):
-        return _LSTMCell(size_in, hidden, bias, device=device, dtype=dtype, proj_size=proj,
-                         **options)
+    def _make_cell(self, size_in: int, options: dict, dtype):
+        return _LSTMStep(size_in, self.hidden_size, self.bias, device="meta", dtype=dtype,
+                         proj_size=self.proj_size, **options)
 
-    def state_sizes(self):
-        return (self.proj_size or self.hidden_size, self.hidden_size)
+    def _torch_args(self) -> dict:
+        return {**super()._torch_args(), "proj_size": self.proj_size}
 
-    def vf_name(self) -> str:
-        return "lstm"
+    def _check_form(self, hx, B: int, x: Tensor):
+        if hx is None:
+            return (self._zeros(B, self.proj_size or self.hidden_size, x),
+                    self._zeros(B, self.hidden_size, x))
+        if not isinstance(hx, tuple) or len(hx) != 2:
+            raise RuntimeError("LSTM expects hx as a tuple (h_0, c_0)")
+        return hx
 
 
-class GRU(_TorchFront):
-    """GRU layer, torch.nn.GRU's contract."""
-
-    mode = "GRU"
-
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
-                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
-                 bidirectional: bool = False, device=None, dtype=None) -> None:
-        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, 0, device, dtype)
-
-    def make_cell(self, size_in, hidden, bias, proj, device, dtype, options):
-        return _GRUCell(size_in, hidden, bias, device=device, dtype=dtype)
+class GRU(_Front, nn.GRU):
+    """GRU layer: torch.nn.GRU."""
 
     #: On CPU, hidden sizes from this one up run rnnlab.kernels.gru: torch's CPU GRU has no
     #: oneDNN path and the kernel beats it there (0.71x fwd+bwd at H=512, T=100, B=64);
     #: below it torch's op is faster (at H=128, B=32: kernel 92 ms vs torch 71 ms).
     cpu_kernel_min_hidden = 256
 
-    def fusable(self) -> bool:
-        on_cpu = self.cells[0].weight_hh.device.type == "cpu"
-        if on_cpu and self.hidden_size >= self.cpu_kernel_min_hidden:
-            return False
-        return super().fusable()
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
+                 bidirectional: bool = False, device=None, dtype=None,
+                 proj_size: int = 0) -> None:
+        # proj_size only so that torch refuses it as it does for nn.GRU (ValueError)
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, device=device, dtype=dtype,
+                         **({"proj_size": proj_size} if proj_size else {}))
+        self._init_front({}, device, dtype)
 
-    def vf_name(self) -> str:
-        return "gru"
+    def _make_cell(self, size_in: int, options: dict, dtype):
+        return _GRUStep(size_in, self.hidden_size, self.bias, device="meta", dtype=dtype)
 
-
-# -- single-step fronts: torch.nn.RNNCell / LSTMCell / GRUCell contracts -----------------
-
-def _cell_call(cell, input: Tensor, hx):
-    """torch's cell forward: (B, F) or unbatched (F,) input, hx None or torch-form state."""
-    check_features(input, cell.input_size)
-    if input.dim() not in (1, 2):
-        raise ValueError(f"cell input must be (batch, {cell.input_size}) or "
-                         f"({cell.input_size},), received {shape_str(input.shape)}")
-    unbatched = input.dim() == 1
-    x = input.unsqueeze(0) if unbatched else input
-    if hx is None:
-        state = cell.init_state(x.shape[0], device=x.device, dtype=x.dtype)
-    else:
-        parts = hx if isinstance(hx, tuple) else (hx,)
-        if unbatched:
-            parts = tuple(p.unsqueeze(0) for p in parts)
-        state = cell.check_state(tuple(parts), x.shape[0])
-    _, new = cell.step(cell.project_input(x), state)
-    parts = tuple(p.squeeze(0) for p in new) if unbatched else tuple(new)
-    return parts if len(parts) > 1 else parts[0]
+    def _prefers_kernel(self) -> bool:
+        return (self.weight_hh_l0.device.type == "cpu"
+                and self.hidden_size >= self.cpu_kernel_min_hidden)
 
 
-class RNNCell(ElmanCell):
-    """torch.nn.RNNCell's contract: forward(input, hx=None) -> h'."""
+# -- single-step fronts: torch.nn.RNNCell / LSTMCell / GRUCell ----------------------------
 
-    def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
-        return _cell_call(self, input, hx)
+class _CellFront(_Bound):
+    """What RNNCell, LSTMCell and GRUCell add to torch.nn.RNNCellBase."""
 
+    def _init_front(self, cell, options: dict, device, dtype) -> None:
+        self._variant = {k: v for k, v in options.items() if v}
+        self._setup_templates([cell], device, dtype)
 
-class LSTMCell(_LSTMCell):
-    """torch.nn.LSTMCell's contract: forward(input, (h, c)=None) -> (h', c'); variants as
-    keywords."""
+    def _param_name(self, k: int, name: str) -> str:
+        return name
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        if getattr(self, "_variant", None):
+            self._bind(0).reset_parameters()
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + self._variant_repr()
+
+    def to_torch(self) -> nn.RNNCellBase:
+        if self._variant:
+            raise ValueError(f"{type(self).__name__}({self._variant_repr()[2:]}) has no "
+                             f"torch.nn equivalent: only the plain configuration converts")
+        twin = self._torch_base()(**self._torch_args(), device="meta")
+        for name, p in self._parameters.items():
+            setattr(twin, name, p)
+        return twin
+
+    def _torch_args(self) -> dict:
+        return dict(input_size=self.input_size, hidden_size=self.hidden_size, bias=self.bias)
 
     def forward(self, input: Tensor, hx=None):
-        return _cell_call(self, input, hx)
+        if not self._variant:
+            return super().forward(input, hx)
+        if input.dim() not in (1, 2):
+            raise ValueError(f"{type(self).__name__}: Expected input to be 1D or 2D, got "
+                             f"{input.dim()}D instead")
+        if input.shape[-1] != self.input_size:
+            raise RuntimeError(f"input has inconsistent input_size: got {input.shape[-1]} "
+                               f"expected {self.input_size}")
+        unbatched = input.dim() == 1
+        x = input.unsqueeze(0) if unbatched else input
+        cell = self._bind(0)
+        if hx is None:
+            state = cell.init_state(x.shape[0], device=x.device, dtype=x.dtype)
+        else:
+            parts = hx if isinstance(hx, tuple) else (hx,)
+            if any(p.dim() != input.dim() for p in parts):
+                raise RuntimeError(f"{type(self).__name__}: Expected hidden to be "
+                                   f"{input.dim()}D, got "
+                                   f"{[p.dim() for p in parts]} instead")
+            state = cell.check_state(tuple(p.unsqueeze(0) if unbatched else p
+                                           for p in parts), x.shape[0])
+        _, new = cell.step(cell.project_input(x), state)
+        parts = tuple(p.squeeze(0) for p in new) if unbatched else tuple(new)
+        return parts if len(parts) > 1 else parts[0]
 
 
-class GRUCell(_GRUCell):
-    """torch.nn.GRUCell's contract: forward(input, hx=None) -> h'."""
+class RNNCell(_CellFront, nn.RNNCell):
+    """torch.nn.RNNCell: forward(input, hx=None) -> h'."""
 
-    def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
-        return _cell_call(self, input, hx)
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
+                 nonlinearity: str = "tanh", device=None, dtype=None) -> None:
+        super().__init__(input_size, hidden_size, bias, nonlinearity, device=device,
+                         dtype=dtype)
+        self._init_front(ElmanCell(input_size, hidden_size, bias, nonlinearity,
+                                   device="meta", dtype=dtype), {}, device, dtype)
+
+    def _torch_args(self) -> dict:
+        return {**super()._torch_args(), "nonlinearity": self.nonlinearity}
 
 
-__all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "ElmanState",
-           "LSTMState", "GRUState"]
+class LSTMCell(_CellFront, nn.LSTMCell):
+    """torch.nn.LSTMCell: forward(input, (h, c)=None) -> (h', c'); the variants of
+    ``rnnlab.cells.LSTMCell`` as keywords."""
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None,
+                 dtype=None, *, peephole: bool = False, coupled: bool = False,
+                 layer_norm: bool = False, forget_bias: float = 0.0) -> None:
+        super().__init__(input_size, hidden_size, bias, device=device, dtype=dtype)
+        options: dict[str, Any] = dict(peephole=peephole, coupled=coupled,
+                                       layer_norm=layer_norm, forget_bias=float(forget_bias))
+        self._init_front(_LSTMStep(input_size, hidden_size, bias, device="meta", dtype=dtype,
+                                   **options), options, device, dtype)
+
+
+class GRUCell(_CellFront, nn.GRUCell):
+    """torch.nn.GRUCell: forward(input, hx=None) -> h'."""
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None,
+                 dtype=None) -> None:
+        super().__init__(input_size, hidden_size, bias, device=device, dtype=dtype)
+        self._init_front(_GRUStep(input_size, hidden_size, bias, device="meta", dtype=dtype),
+                         {}, device, dtype)
+
+
+def to_torch(module: nn.Module) -> nn.Module:
+    """``module`` with every rnnlab front replaced by the torch.nn module sharing its
+    parameters (in place; returned for chaining). A variant raises ValueError: torch's
+    tools (``quantize_dynamic``, ``jit.script``) would compute a plain LSTM instead."""
+    for name, child in list(module.named_children()):
+        if isinstance(child, (_Front, _CellFront)):
+            setattr(module, name, child.to_torch())
+        else:
+            to_torch(child)
+    return module
+
+
+__all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "to_torch"]

@@ -1,8 +1,8 @@
 """Sequence layers: run any cell over time.
 
-- ``run_cell(cell, x, state, lengths, reverse)`` is the one time loop every layer uses:
-  the input projection of all steps is one call (``cell.project_input``), then one
-  ``cell.step`` per step. With ``lengths`` the state stops changing after each sequence's
+- ``run_cell(cell, x, state, lengths, reverse)`` is how every layer runs a cell over
+  time: the cell's kernel where ``rnnlab.kernels.run`` has one, else the step loop
+  ``rnnlab.cells.loop.run_steps``. With ``lengths`` the state stops changing after each sequence's
   last valid step and padded outputs are zero; ``reverse`` runs each sequence backwards
   from its own last valid step (what a bidirectional layer over padding needs).
 - ``Recurrent(cell)``, ``Bidirectional(fwd, bwd)``, ``Stacked(layers, dropout)`` wrap it.
@@ -18,7 +18,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
+from .. import kernels
 from ..cells.base import Cell, check_features, shape_str
+from ..cells.loop import run_steps
 
 
 def map_state(fn, state: Any) -> Any:
@@ -54,11 +56,6 @@ def check_lengths(lengths: Tensor | Sequence[int], T: int, B: int) -> Tensor:
     return lengths
 
 
-def step_mask(lengths: Tensor, T: int, device) -> Tensor:
-    """(T, B) bool: True where step t is inside sequence b."""
-    return (torch.arange(T)[:, None] < lengths[None, :]).to(device)
-
-
 def reverse_padded(x: Tensor, lengths: Tensor | None) -> Tensor:
     """Reverse each sequence of x (T, B, ...) within its own length; padding stays put."""
     if lengths is None:
@@ -70,46 +67,16 @@ def reverse_padded(x: Tensor, lengths: Tensor | None) -> Tensor:
     return x.gather(0, idx)
 
 
-def masked_update(mask_b: Tensor, new: Any, old: Any) -> Any:
-    """Per batch row: new where mask_b else old, for every tensor of a state."""
-    def pick(n: Tensor, o: Tensor) -> Tensor:
-        return torch.where(mask_b.view(-1, *([1] * (n.dim() - 1))), n, o)
-    return type(new)(*(pick(n, o) if isinstance(n, Tensor) else masked_update(mask_b, n, o)
-                       for n, o in zip(new, old)))
-
-
 def run_cell(cell: Cell, x: Tensor, state: Any, lengths: Tensor | None = None,
              reverse: bool = False) -> tuple[Tensor, Any]:
     """Run cell over x (T, B, F) from state; returns out (T, B, O) and the final state."""
     if reverse:
         x = reverse_padded(x, lengths)
-    kernel = getattr(cell, "run_sequence", None)
-    if kernel is not None:
-        out, state = kernel(x, state, lengths)
-    else:
-        out, state = _loop(cell, x, state, lengths)
+    res = kernels.run(cell, x, state, lengths)
+    out, state = res if res is not None else run_steps(cell, x, state, lengths)
     if reverse:
         out = reverse_padded(out, lengths)
     return out, state
-
-
-def _loop(cell: Cell, x: Tensor, state: Any, lengths: Tensor | None):
-    T = x.shape[0]
-    xp = cell.project_input(x)                                        # (T, B, G)
-    full = T if lengths is None else int(lengths.min())               # steps valid for all
-    mask = None if lengths is None else step_mask(lengths, T, x.device)
-    outs = []
-    for t in range(T):
-        out, new = cell.step(xp[t], state)
-        if t >= full:
-            m = mask[t]
-            new = masked_update(m, new, state)
-            out = out * m[:, None].to(out.dtype)
-        state = new
-        outs.append(out)
-    if not outs:
-        return x.new_zeros(0, x.shape[1], cell.output_size), state
-    return torch.stack(outs), state
 
 
 def unpack_input(x: Tensor | PackedSequence, batch_first: bool, lengths):
@@ -213,6 +180,20 @@ class Stacked(Recurrent):
 
     def init_state(self, batch: int, **kw):
         return tuple(layer.init_state(batch, **kw) for layer in self.layers)
+
+    @property
+    def cells(self) -> list:
+        """The cells bottom to top (layers that are single Recurrent cells)."""
+        return [layer.cell for layer in self.layers]
+
+    state_batch_dim = 0                 # every state tensor is (B, ...)
+
+    def split_state(self, state) -> list:
+        """The per-layer states (the stepper's view of the state layout)."""
+        return list(state)
+
+    def join_state(self, states: list) -> tuple:
+        return tuple(states)
 
     def run(self, x, state, lengths):
         if state is not None and len(state) != len(self.layers):

@@ -16,22 +16,32 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
-from ..registry import build
+from ..layers.registry import build
 
 
 @dataclass
 class LMConfig:
-    vocab_size: int
-    arch: str = "lstm"
-    embedding: int = 128
-    hidden: int = 256
-    layers: int = 1
-    dropout: float = 0.0
-    tie_weights: bool = False
-    options: dict[str, Any] = field(default_factory=dict)   # extra keywords for build()
+    """The model's settings, saved in every run; ``rnnlab train``'s model flags come from
+    these fields (``help``; ``check`` names the allowed values, see rnnlab.settings)."""
+
+    vocab_size: int = field(default=0, metadata={"check": "nonneg"})   # 0: from the data
+    arch: str = field(default="lstm", metadata={
+        "help": "recurrent core, any name from `rnnlab list`"})
+    embedding: int = field(default=128, metadata={"help": "embedding size",
+                                                  "check": "positive"})
+    hidden: int = field(default=512, metadata={"help": "hidden units per layer",
+                                               "check": "positive"})
+    layers: int = field(default=2, metadata={"help": "stacked recurrent layers",
+                                             "check": "positive"})
+    dropout: float = field(default=0.0, metadata={
+        "help": "dropout on embeddings, between layers and before the decoder",
+        "check": "fraction"})
+    tie_weights: bool = field(default=False, metadata={
+        "help": "share the embedding and decoder matrices"})
+    options: dict[str, Any] = field(default_factory=dict, metadata={
+        "help": "architecture option NAME=VALUE (a JSON literal), repeatable"})
 
     def to_json(self) -> dict:
         return asdict(self)

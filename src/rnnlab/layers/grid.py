@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from ..cells.base import check_features, check_shape, shape_str
 from ..cells.grid import GridBlock, GridLayerCell, GridState
-from ..layers import repack_output, run_cell, unpack_input
+from .recurrent import repack_output, run_cell, unpack_input
 
 
 def _blocks(n: int, make) -> nn.ModuleList:

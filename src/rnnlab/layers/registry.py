@@ -35,6 +35,13 @@ def available() -> dict[str, str]:
     return {name: desc for name, (_, desc) in _REGISTRY.items()}
 
 
+def factory(name: str) -> Callable[..., nn.Module]:
+    """The factory registered as ``name`` (its signature lists the architecture's options)."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown architecture {name!r}; available: {', '.join(_REGISTRY)}")
+    return _REGISTRY[name][0]
+
+
 def build(name: str, input_size: int, hidden_size: int, num_layers: int = 1,
           **options) -> nn.Module:
     """Build the sequence layer registered as ``name``."""

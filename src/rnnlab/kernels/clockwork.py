@@ -1,6 +1,6 @@
 """Whole-sequence forward and backward of the Clockwork RNN that touch only active modules.
 
-The kernel behind ``ClockworkCell.run_sequence`` (see clockwork.py for the equations).
+The kernel of ``rnnlab.cells.clockwork.ClockworkCell`` (see there for the equations).
 Modules are sorted fast -> slow and module i owns hidden units [a_i, b_i). With the
 block-upper-triangular recurrent weight W (H, H), a module reads units [a_i, H), so any
 contiguous run of active modules [a, b) is one GEMM on the rows W[a:b, a:]:
@@ -25,6 +25,9 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
+
+from ..cells.clockwork import ClockworkCell, ClockworkState
+from . import STATS, register, same_method
 
 
 @dataclass(frozen=True)
@@ -131,3 +134,25 @@ def _weight_grads(ctx, x, h0, w_ih, h_all, dpre):
         if dx is not None:
             dx[s::p] += (d @ w_ih[a:b]).view(-1, B, F)
     return dx, dw_ih, db, dw_hh
+
+
+@register(ClockworkCell)
+def run_sequence(cell, x: Tensor, state: ClockworkState, lengths: Tensor | None):
+    """x (T, B, F) -> out (T, B, H), final state. One shared phase across the batch is
+    needed for the kernel; rows out of phase decline (the layer loops)."""
+    T, B = x.shape[:2]
+    h0, t = state
+    if bool((t != t[0]).any()) or not same_method(
+            cell, ClockworkCell, "step", "project_input", "recurrent_weight", "active_mask"):
+        return None
+    STATS["clockwork"] += 1
+    plan = make_plan(cell.bounds, cell.periods, int(t[0]), T)
+    bias = cell.bias_ih + cell.bias_hh if cell.bias else None
+    out = ClockworkSequence.apply(x, h0, cell.weight_ih, bias, cell.recurrent_weight(),
+                                  plan, cell.nonlinearity == "relu")
+    if lengths is None:
+        return out, ClockworkState(out[-1], t + T)
+    lengths = lengths.to(x.device)
+    h_last = out[lengths - 1, torch.arange(B, device=x.device)]
+    mask = torch.arange(T, device=x.device)[:, None] < lengths[None, :]
+    return out * mask[..., None].to(out.dtype), ClockworkState(h_last, t + lengths)

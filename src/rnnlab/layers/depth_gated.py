@@ -1,0 +1,47 @@
+"""The Depth-Gated LSTM as a sequence layer (Yao et al. 2015; the cell's equations are in
+``rnnlab.cells.depth_gated``)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..cells.depth_gated import DepthGatedLSTMCell
+from .recurrent import Recurrent, Stacked
+
+
+class DepthGatedLSTM(Stacked):
+    """Depth-Gated LSTM layers: forward(x, state=None, lengths=None) -> (out, state).
+
+    x (T, B, F) (or (B, T, F) with batch_first), out (T, B, H) from the top layer; the
+    state is a tuple with one LSTMState(h, c) per layer. Inter-layer dropout acts on the h
+    passed up, never on the cell that feeds the depth gate."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, *,
+                 dropout: float = 0.0, batch_first: bool = False, bias: bool = True,
+                 peephole: bool = False, coupled: bool = False, depth_gate: bool = True,
+                 forget_bias: float = 0.0, device=None, dtype=None) -> None:
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be at least 1, received {num_layers}")
+        if not 0 <= dropout <= 1:
+            raise ValueError(f"dropout must be in [0, 1], received {dropout}")
+        cells = [DepthGatedLSTMCell(
+            input_size if k == 0 else hidden_size, hidden_size, bias, device, dtype,
+            lower=k > 0, emit_cell=k < num_layers - 1, depth_gate=depth_gate,
+            peephole=peephole, coupled=coupled, forget_bias=forget_bias)
+            for k in range(num_layers)]
+        super().__init__([Recurrent(c) for c in cells], dropout, batch_first)
+        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
+
+    def run(self, x: Tensor, state, lengths):
+        if state is not None and len(state) != len(self.layers):
+            raise ValueError(f"state must hold one LSTMState per layer ({len(self.layers)}), "
+                             f"received {len(state)}")
+        H, finals = self.hidden_size, []
+        for k, layer in enumerate(self.layers):
+            if k > 0 and self.dropout:                   # x = [h^{k-1}; c^{k-1}]
+                x = torch.cat([F.dropout(x[..., :H], self.dropout, self.training),
+                               x[..., H:]], -1)
+            x, s = layer.run(x, None if state is None else state[k], lengths)
+            finals.append(s)
+        return x, tuple(finals)
