@@ -28,7 +28,10 @@ from torch import Tensor
 
 from .checkpoint import flatten_state, model_from_weights, unflatten_state
 from .data.corpus import CorpusConfig, generate
-from .data.text import Corpus, Vocab, batchify, prepare, read_text
+from .data.store import is_store, load_store
+from .data.streams import Streams
+from .data.text import Corpus, Vocab, prepare, read_text
+from .distributed import Distributed, state_batch_dims
 from .errors import UserError
 from .layers import detach_state
 from .models.lm import LanguageModel, LMConfig
@@ -63,7 +66,7 @@ class TrainConfig:
     max_time: float | None = _opt(None, check="positive")  # seconds, training and evaluation
     eval_every: int = _opt(500, "steps between validation passes (0: only at the end)",
                            "nonneg")
-    eval_batch: int = _opt(16, check="positive")
+    eval_batch: int = _opt(16, "parallel streams in a validation pass", "positive")
     save_every: int = _opt(100, "steps between checkpoints (0: only at the end)", "nonneg")
     seed: int = _opt(0, "random seed (same seed and settings: same run)", "seed")
     min_count: int = _opt(1, "drop tokens seen fewer times from the vocabulary", "positive")
@@ -90,6 +93,8 @@ def corpus_config(cfg: TrainConfig) -> CorpusConfig:
 
 
 def load_corpus(cfg: TrainConfig, vocab: Vocab | None = None) -> Corpus:
+    if is_store(cfg.text):
+        return load_store(cfg.text, cfg.level, vocab)            # read in place, not loaded
     text = read_text(cfg.text) if cfg.text else generate(corpus_config(cfg)).text
     try:
         return prepare(text, cfg.level, cfg.min_count, cfg.max_vocab, vocab=vocab)
@@ -99,19 +104,24 @@ def load_corpus(cfg: TrainConfig, vocab: Vocab | None = None) -> Corpus:
 
 @torch.no_grad()
 def evaluate(model: LanguageModel, ids: list[int] | Tensor, batch: int = 16,
-             bptt: int = 256) -> float:
-    """Mean nats per predicted token over ids, read as ``batch`` contiguous streams."""
+             bptt: int = 256, dist: Distributed | None = None) -> float:
+    """Mean nats per predicted token over ids, read as ``batch`` contiguous streams
+    (with ``dist``, each process scores its share of the streams and the sums are added)."""
     was = model.training
     model.eval()
-    data = batchify(ids, min(batch, max(1, len(ids) // 2)))
+    dist = dist or Distributed()
+    streams = min(batch, max(1, len(ids) // 2))
+    data = Streams(ids, streams, *dist.share(streams))
+    device = next(model.parameters()).device
     total, count, state = 0.0, 0, None
-    for pos in range(0, data.shape[0] - 1, bptt):
-        x = data[pos: pos + bptt]
-        y = data[pos + 1: pos + 1 + bptt]
+    for pos in range(0, data.shape[0] - 1, bptt) if data.shape[1] else ():   # share may be 0
+        x = data[pos: pos + bptt].to(device)
+        y = data[pos + 1: pos + 1 + bptt].to(device)
         logits, state = model(x[: len(y)], state)
         total += F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum").item()
         count += y.numel()
     model.train(was)
+    total, count = dist.sums(total, count)
     return total / max(count, 1)
 
 
@@ -152,14 +162,18 @@ class Trainer:
     """
 
     def __init__(self, cfg: TrainConfig, out: str | Path, resume: bool = False,
-                 quiet: bool = False, given: set[str] | None = None) -> None:
+                 quiet: bool = False, given: set[str] | None = None,
+                 dist: Distributed | None = None) -> None:
         self.run_dir, self.quiet, self.resumed = RunDir(out), quiet, resume
-        self.took_over = self.run_dir.claim(fresh=not resume)
+        self.dist = dist or Distributed()                   # torchrun: rnnlab.distributed
+        self.took_over = (self.run_dir.claim(fresh=not resume) if self.dist.is_main
+                          else False)                       # rank 0 alone writes
         self.changes: list[str] = []
         try:
             self._setup(cfg, resume, given)
         except BaseException:
-            self.run_dir.abandon()
+            if self.dist.is_main:
+                self.run_dir.abandon()
             raise
 
     def _setup(self, cfg: TrainConfig, resume: bool, given: set[str] | None) -> None:
@@ -183,22 +197,29 @@ class Trainer:
         else:
             mcfg = replace(self.cfg.model, vocab_size=len(self.corpus.vocab))
             self.model = model_from_weights(mcfg, checkpoint[0], self.run_dir.path)
+        self.model = self.model.to(self.dist.device)
+        self.dims = state_batch_dims(self.model) if self.dist.active else []
+        self.net = self.dist.wrap(self.model)              # DDP averages the gradients
+        self.dist.seed(self.cfg.seed)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=self.cfg.lr,
                                      weight_decay=self.cfg.weight_decay)
-        self.data = batchify(self.corpus.train, self.cfg.batch)              # (N, B)
+        self.data = Streams(self.corpus.train, self.cfg.batch,       # (N, B / processes)
+                            *self.dist.part(self.cfg.batch))
         self.step, self.pos, self.epoch, self.elapsed = 0, 0, 0, 0.0
         self.horizon, self.estimated = self.cfg.max_steps, False
         self.best = math.inf
         self.saved_step: int | None = None
         self.state: Any = None
         if checkpoint is None:
-            self.run_dir.create(self._config_json(), self.corpus.vocab.to_json())
+            if self.dist.is_main:
+                self.run_dir.create(self._config_json(), self.corpus.vocab.to_json())
         else:
             self._restore(*checkpoint[1:])
 
     def close(self) -> None:
         """Release the run directory (``run()`` does this itself when it ends)."""
-        self.run_dir.release()
+        if self.dist.is_main:
+            self.run_dir.release()
 
     # -- persistence ----------------------------------------------------------------------
     def _config_json(self) -> dict:
@@ -223,12 +244,16 @@ class Trainer:
 
     def save(self) -> None:
         self._check_finite("non-finite weights")
-        tensors, structure = flatten_state(self.state)
+        state = self.dist.gather_state(self.state, self.dims)      # every rank takes part
+        rngs = self.dist.gather_rng()
+        if not self.dist.is_main:
+            return
+        tensors, structure = flatten_state(state)
         opt = self.opt.state_dict()
         for i, st in opt["state"].items():
             for k, v in st.items():
                 tensors[f"opt.{i}.{k}"] = v if isinstance(v, Tensor) else torch.tensor(v)
-        tensors["rng"] = torch.get_rng_state()
+        tensors.update(rngs)
         info = {"pos": self.pos, "epoch": self.epoch, "elapsed": self.elapsed,
                 "horizon": self.horizon, "estimated": self.estimated,
                 "best": self.best if self.best < math.inf else None,
@@ -248,8 +273,9 @@ class Trainer:
                     _, i, k = name.split(".", 2)
                     state.setdefault(int(i), {})[k] = v
             self.opt.load_state_dict({"state": state, "param_groups": groups})
-            torch.set_rng_state(tensors["rng"])
-            self.state = unflatten_state(info["state"], tensors)
+            self.dist.restore_rng(tensors, self.cfg.seed, _count(info, "step"))
+            self.state = self.dist.split_state(unflatten_state(info["state"], tensors),
+                                               self.dims)
             self.step, self.pos, self.epoch = (_count(info, "step"), _count(info, "pos"),
                                                _count(info, "epoch"))
             self.elapsed = float(info["elapsed"])
@@ -262,10 +288,12 @@ class Trainer:
         if self.cfg.max_steps and not self.estimated:                # a new step budget
             self.horizon = self.cfg.max_steps
         self.saved_step = self.step
-        self.run_dir.truncate_log(self.step)
+        if self.dist.is_main:
+            self.run_dir.truncate_log(self.step)
 
     def log(self, record: dict) -> None:
-        self.run_dir.log(record)
+        if self.dist.is_main:
+            self.run_dir.log(record)
 
     # -- training -------------------------------------------------------------------------
     def train_step(self) -> float:
@@ -274,11 +302,11 @@ class Trainer:
             self.pos, self.state, self.epoch = 0, None, self.epoch + 1
         x = self.data[self.pos: self.pos + T]
         y = self.data[self.pos + 1: self.pos + 1 + T]
-        x = x[: len(y)]
+        x, y = x[: len(y)].to(self.dist.device), y.to(self.dist.device)
         lr = lr_at(self.step, self.cfg, self.horizon)
         for g in self.opt.param_groups:
             g["lr"] = lr
-        logits, state = self.model(x, self.state)
+        logits, state = self.net(x, self.state)
         loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
         if not math.isfinite(loss.item()):
             raise self._diverged(f"loss {loss.item()} at step {self.step + 1}")
@@ -293,14 +321,15 @@ class Trainer:
         return loss.item()
 
     def validate(self) -> dict:
-        nats = evaluate(self.model, self.corpus.valid, self.cfg.eval_batch)
+        nats = evaluate(self.model, self.corpus.valid, self.cfg.eval_batch, dist=self.dist)
         if not math.isfinite(nats):
             raise self._diverged(f"validation loss {nats}")
         rec = {"step": self.step, **metrics(nats, "valid", self.cfg.level)}
         if nats < self.best:
             self._check_finite("non-finite weights")
             self.best = nats
-            self.run_dir.save_best(self.model.state_dict(), rec)
+            if self.dist.is_main:
+                self.run_dir.save_best(self.model.state_dict(), rec)
         self.log(rec)
         return rec
 
@@ -319,7 +348,7 @@ class Trainer:
             per_step = (time.time() - t0) / (self.step - s0)
             left = self.cfg.max_time - self.elapsed
             guess = self.step + int(0.92 * left / per_step)
-            self.horizon = min(self.cfg.max_steps or guess, guess)
+            self.horizon = self.dist.broadcast_int(min(self.cfg.max_steps or guess, guess))
             self.estimated = True
 
     def run(self) -> dict:
@@ -338,10 +367,11 @@ class Trainer:
             raise UserError(f"{self.run_dir.path}: the run already reached its budget (step "
                             f"{self.step}, {self.elapsed:.0f} s; --max-steps {c.max_steps}, "
                             f"--max-time {c.max_time}); give a larger budget to train on")
-        if self.changes:
+        if self.changes and self.dist.is_main:
             self.run_dir.write_config(self._config_json())
         stop = _StopFlag()
-        bar = Progress(c.max_steps or c.max_time, desc=c.model.arch, enabled=not self.quiet)
+        bar = Progress(c.max_steps or c.max_time, desc=c.model.arch,
+                       enabled=not self.quiet and self.dist.is_main)
         bar.n = self.step if c.max_steps else self.elapsed
         self.model.train()
         t0, s0, last = time.time(), self.step, time.time()
@@ -352,6 +382,9 @@ class Trainer:
                 now = time.time()
                 self.elapsed += now - last              # includes the last validation
                 last = now
+                loss, stopping, self.elapsed = self.dist.agree(loss, stop.requested,
+                                                               self.elapsed)
+                self.dist.step = self.step
                 self._estimate_horizon(t0, s0)
                 self.log({"step": self.step, "loss": loss, "lr": self.opt.param_groups[0]["lr"],
                           "time": round(self.elapsed, 3)})
@@ -360,7 +393,7 @@ class Trainer:
                 bar.update(1 if c.max_steps else 0, loss=loss)
                 if c.eval_every and self.step % c.eval_every == 0 and not self._done():
                     self.validate()
-                if stop.requested:
+                if stopping:
                     interrupted = True
                     break
                 if c.save_every and self.step % c.save_every == 0:
@@ -402,6 +435,8 @@ class _StopFlag:
 
 
 def _fingerprint(c: Corpus) -> list[int]:
+    if hasattr(c, "fingerprint"):                                # a token store
+        return c.fingerprint
     ids = c.train + c.valid + c.test
     return [len(ids), sum(i * (k % 9973 + 1) for k, i in enumerate(ids)) % (2**61 - 1)]
 

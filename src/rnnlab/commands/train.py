@@ -1,4 +1,6 @@
-"""rnnlab train [TEXT]: train a language model on a text file or the built-in corpus.
+"""rnnlab train [TEXT | DATA]: train a language model on a text file, a token store made by
+``rnnlab prepare`` or the built-in corpus; under ``torchrun`` every process runs this and
+they train one model together (rnnlab.distributed).
 
 The flags come from the settings dataclasses: every field of ``LMConfig`` (the model) and
 of ``TrainConfig`` that has a ``help`` is a flag, checked as it is parsed
@@ -7,6 +9,7 @@ of ``TrainConfig`` that has a ``help`` is a flag, checked as it is parsed
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import fields, replace
 from pathlib import Path
@@ -14,6 +17,8 @@ from pathlib import Path
 import torch
 
 from .. import available
+from ..data.store import is_store, open_store
+from ..distributed import DEFAULT_TIMEOUT, Distributed, PeerLost
 from ..errors import UserError
 from ..keyboard import PRESETS
 from ..layers.registry import factory
@@ -33,8 +38,9 @@ def _flags(cls, defaults) -> list[tuple[str, object]]:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("text", nargs="?", help="UTF-8 text file or folder of .txt files "
-                        "(omit: the built-in long-dependency corpus)")
+    parser.add_argument("text", nargs="?", help="UTF-8 text file or folder of .txt files, "
+                        "or a token store from `rnnlab prepare` (omit: the built-in "
+                        "long-dependency corpus)")
     parser.add_argument("--out", type=Path, help="run directory (default runs/ARCH-LEVEL)")
     parser.add_argument("--level", choices=("char", "word"),
                         help="tokens: characters or words (default char for TEXT, word for "
@@ -71,6 +77,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--threads", type=number(int, "positive"), metavar="N",
                         help="torch CPU threads (default: torch's)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--dist-timeout", type=float, default=DEFAULT_TIMEOUT, metavar="S",
+                        help="under torchrun: seconds a process waits for the others before "
+                        f"it gives up (default {DEFAULT_TIMEOUT:g})")
 
 
 def config_from_args(args) -> tuple[TrainConfig, set[str]]:
@@ -93,6 +102,12 @@ def config_from_args(args) -> tuple[TrainConfig, set[str]]:
     if args.text:
         given.add("text")
     cfg.level = args.level or preset["train"].get("level") or ("char" if args.text else "word")
+    if is_store(args.text):
+        cfg.level = args.level or open_store(args.text).vocab.level
+        for name in ("min_count", "max_vocab"):
+            if getattr(args, name) is not None:
+                raise UserError(f"--{name.replace('_', '-')} does not apply to a token store "
+                                f"(its vocabulary is fixed); give it to `rnnlab prepare`")
     if not args.text:                       # the built-in corpus wants a small word model
         for name, value in _BUILTIN.items():
             if getattr(args, name) is None and name not in {**preset["model"],
@@ -123,14 +138,29 @@ def run(args) -> int:
         return _train_ngram(cfg, out, args)
     if not args.resume and args.max_steps is None and args.max_time is None:
         raise UserError("give a budget: --max-steps N and/or --max-time SECONDS")
-    trainer = Trainer(cfg, out, resume=args.resume, quiet=args.quiet, given=given)
-    if trainer.took_over:
-        print(f"note: {out} held a run that stopped before its first checkpoint; "
-              f"starting it again", file=sys.stderr)
-    if trainer.changes:
-        print(f"note: resuming with changed settings: {', '.join(trainer.changes)}",
-              file=sys.stderr)
-    result = trainer.run()
+    if args.dist_timeout <= 0:
+        raise UserError(f"--dist-timeout must be positive, received {args.dist_timeout}")
+    dist = Distributed.from_env(args.dist_timeout)
+    try:
+        trainer = dist.guard(lambda: Trainer(cfg, out, resume=args.resume, quiet=args.quiet,
+                                             given=given, dist=dist))
+        if dist.is_main and trainer.took_over:
+            print(f"note: {out} held a run that stopped before its first checkpoint; "
+                  f"starting it again", file=sys.stderr)
+        if dist.is_main and trainer.changes:
+            print(f"note: resuming with changed settings: {', '.join(trainer.changes)}",
+                  file=sys.stderr)
+        result = trainer.run()
+    except RuntimeError as e:              # PeerLost, or a collective inside DDP's backward
+        if not isinstance(e, PeerLost) and not dist.is_comm_error(e):
+            raise
+        print(f"rnnlab train: error: {dist.lost(e) if not isinstance(e, PeerLost) else e}",
+              file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(3)          # with a peer gone the process group cannot shut down cleanly
+    dist.close()
+    if not dist.is_main:
+        return 130 if result["interrupted"] else 0
     if result["interrupted"]:
         print(f"interrupted at step {result['step']}; saved to {out}; "
               f"continue with: rnnlab train --out {out} --resume")

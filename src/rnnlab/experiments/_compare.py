@@ -1,9 +1,8 @@
 """Helpers shared by the experiments that compare architectures (issue 7): equal parameter
-budgets, the architecture list, Markdown tables, timing and plotting set-up."""
+budgets, the architecture list, Markdown tables, thread counts and plotting set-up."""
 from __future__ import annotations
 
 import contextlib
-import time
 from typing import Callable, Iterable, Sequence
 
 import torch
@@ -65,6 +64,11 @@ def hidden_for_budget(arch: str, input_size: int, budget: int,
     return best
 
 
+def ints(value) -> tuple[int, ...]:
+    """A setting that takes one int or several (``depth=8`` or ``depth=4,8``), as a tuple."""
+    return tuple(int(v) for v in value) if isinstance(value, (tuple, list)) else (int(value),)
+
+
 def markdown_table(headers: Sequence[str], rows: Iterable[Sequence]) -> str:
     """A GitHub Markdown table; floats are printed with 4 significant digits."""
     def cell(v) -> str:
@@ -86,20 +90,6 @@ def threads(n: int):
         yield
     finally:
         torch.set_num_threads(old)
-
-
-class Stopwatch:
-    """Accumulates the seconds spent inside ``with watch:`` blocks."""
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-
-    def __enter__(self):
-        self._t = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.seconds += time.perf_counter() - self._t
 
 
 def pyplot():

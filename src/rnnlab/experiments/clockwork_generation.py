@@ -32,6 +32,7 @@ from torch import Tensor
 from ..progress import Progress
 from . import machine_description, write_outputs
 from ._generation_nets import build_nets, generate
+from ._loop import Loop
 
 NAME = "clockwork-generation"
 DESCRIPTION = ("Clockwork RNN paper's sequence generation: SRN, LSTM and CW-RNN reproduce a "
@@ -114,13 +115,13 @@ def train(arch: str, target: Tensor, cfg: Config, bar: Progress) -> dict:
                       forget_bias=cfg.forget_bias, periods=cfg.periods, generator=g)
     lr = cfg.lr_lstm if arch == "lstm" else cfg.lr
     opt = torch.optim.SGD(list(nets.params.values()), lr=lr, momentum=cfg.momentum)
-    start, cpu = time.perf_counter(), time.process_time()
-    for _ in range(cfg.epochs):
-        err = (generate(nets, len(target)) - target[:, None]) ** 2     # (T, N)
-        opt.zero_grad()
-        err.sum().backward()        # summed over steps; networks are independent
-        opt.step()
-        bar.update(1, nmse=float(err.detach().mean(0).nanmedian()) / float(target.var()))
+    cpu = time.process_time()
+
+    def loss(_):            # squared error summed over steps; the networks are independent
+        return ((generate(nets, len(target)) - target[:, None]) ** 2).sum()
+
+    res = Loop(nets.params, opt, lambda step, gen: None, loss, steps=cfg.epochs,
+               seed=cfg.seed).run(bar)
     with torch.no_grad():
         y = generate(nets, len(target))
     nmse = ((y - target[:, None]) ** 2).mean(0) / target.var()           # (N,)
@@ -136,7 +137,7 @@ def train(arch: str, target: Tensor, cfg: Config, bar: Progress) -> dict:
                      "nmse_std": float(ok.std()) if len(ok) > 1 else 0.0,
                      "nmse_min": float(ok.min()) if len(ok) else math.nan,
                      "diverged": R - len(ok), "best_output": y[:, best].tolist()})
-    return {"rows": rows, "seconds": round(time.perf_counter() - start, 1),
+    return {"rows": rows, "seconds": round(res.seconds, 1),
             "cpu_seconds": round(time.process_time() - cpu, 1)}
 
 

@@ -29,7 +29,6 @@ from ..data.images import DEFAULT_DIR, ImageSplit, load_split
 from ..progress import Progress
 from . import machine_description, write_outputs
 from ._compare import (
-    Stopwatch,
     architectures,
     count_params,
     hidden_for_budget,
@@ -37,6 +36,7 @@ from ._compare import (
     pyplot,
     threads,
 )
+from ._loop import Loop
 
 NAME = "fashion-mnist"
 DESCRIPTION = ("Fashion-MNIST: every architecture reading rows as a 28-step sequence, and a "
@@ -188,26 +188,31 @@ def accuracy(model: nn.Module, x: Tensor, y: Tensor, batch: int = 500) -> float:
 
 
 def train(model: nn.Module, data: tuple, cfg: Config, epochs: int, bar: Progress) -> dict:
-    """Adam with gradient clipping; test accuracy after every epoch."""
+    """Adam with gradient clipping (the shared loop); test accuracy after every epoch."""
     x, y, xt, yt = data
+    per_epoch = -(-len(x) // cfg.batch)
+    order: dict[int, Tensor] = {}
+
+    def batch(step, gen):
+        epoch = step // per_epoch                   # a fixed shuffle per epoch
+        if epoch not in order:
+            order.clear()
+            g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+            order[epoch] = torch.randperm(len(x), generator=g)
+        idx = order[epoch][(step % per_epoch) * cfg.batch:][:cfg.batch]
+        return x[idx], y[idx]
+
+    def loss(b):
+        return F.cross_entropy(model(b[0]), b[1])
+
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    watch, curve = Stopwatch(), []
-    for epoch in range(1, epochs + 1):
-        total, n = 0.0, 0
-        with watch:
-            for idx in torch.randperm(len(x), generator=gen).split(cfg.batch):
-                loss = F.cross_entropy(model(x[idx]), y[idx])
-                opt.zero_grad()
-                loss.backward()
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-                opt.step()
-                total, n = total + loss.item() * len(idx), n + len(idx)
-                bar.update(len(idx), loss=loss.item())
-        acc = accuracy(model, xt, yt)
-        curve.append({"epoch": epoch, "train_loss": total / n, "test_accuracy": acc,
-                      "train_seconds": watch.seconds})
-    return {"test_accuracy": curve[-1]["test_accuracy"], "train_seconds": watch.seconds,
+    res = Loop(model, opt, batch, loss, steps=epochs * per_epoch, seed=cfg.seed,
+               check_every=per_epoch, check=lambda step: {"test_accuracy": accuracy(model, xt, yt)},
+               clip=cfg.clip, units_per_step=cfg.batch).run(bar)
+    curve = [{"epoch": c["step"] // per_epoch, "train_loss": c["loss"],
+              "test_accuracy": c["test_accuracy"], "train_seconds": c["train_seconds"]}
+             for c in res.curve]
+    return {"test_accuracy": curve[-1]["test_accuracy"], "train_seconds": res.train_seconds,
             "curve": curve}
 
 

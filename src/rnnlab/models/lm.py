@@ -57,7 +57,9 @@ class LanguageModel(nn.Module):
         self.config = LMConfig(vocab_size, arch, embedding, hidden, layers, dropout,
                                tie_weights, dict(options))
         self.embed = nn.Embedding(vocab_size, embedding)
-        self.core = build(arch, embedding, hidden, layers, dropout=dropout, **options)
+        # dropout acts between the core's layers: none to apply with one layer
+        self.core = build(arch, embedding, hidden, layers,
+                          dropout=dropout if layers > 1 else 0.0, **options)
         self.drop = nn.Dropout(dropout)
         out = self.core.output_size
         self.proj = nn.Linear(out, embedding, bias=False) if tie_weights and out != embedding \
