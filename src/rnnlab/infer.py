@@ -56,6 +56,10 @@ class Predictor:
     def load(cls, run_dir: str | Path) -> "Predictor":
         """The run's best model and vocabulary, every file checked (rnnlab.rundir)."""
         run = RunDir(run_dir)
+        model = run.config()["model"]
+        if model.get("arch") == "ngram":                   # a counted model, not a network
+            from .ngram_run import NgramPredictor
+            return NgramPredictor.load(run_dir)
         mcfg = model_config(run)
         vocab = load_vocab(run)
         if len(vocab) != mcfg.vocab_size:
@@ -74,6 +78,14 @@ class Predictor:
         other._states, other._logits = deque([self._start[0]]), deque([self._start[1]])
         other.unknown = []
         return other
+
+    def param_count(self) -> int:
+        """Distinct parameters of the model (a tied matrix counts once)."""
+        return sum(p.numel() for p in self.model.parameters())
+
+    def size_bytes(self) -> int:
+        """Bytes of the distinct parameters at their stored precision (float32)."""
+        return sum(p.numel() * p.element_size() for p in self.model.parameters())
 
     @property
     def cached_tokens(self) -> int:

@@ -8,6 +8,7 @@ of ``TrainConfig`` that has a ``help`` is a flag, checked as it is parsed
 """
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from dataclasses import fields, replace
@@ -19,6 +20,7 @@ from .. import available
 from ..data.store import is_store, open_store
 from ..distributed import DEFAULT_TIMEOUT, Distributed, PeerLost
 from ..errors import UserError
+from ..keyboard import PRESETS
 from ..layers.registry import factory
 from ..models.lm import LMConfig
 from ..settings import arch_options, flag_type, number
@@ -53,8 +55,8 @@ def add_arguments(parser) -> None:
         for f, default in _flags(cls, defaults):
             flag = "--" + f.name.replace("_", "-")
             if f.type in (bool, "bool"):
-                parser.add_argument(flag, action="store_true", default=None,
-                                    help=f.metadata["help"])
+                parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                                    help=f"{f.metadata['help']} (default {default})")
                 continue
             if f.name in _BUILTIN:
                 default = f"{default}; built-in corpus {_BUILTIN[f.name]}"
@@ -66,6 +68,12 @@ def add_arguments(parser) -> None:
                         help="an option of the architecture, VALUE a JSON literal, e.g. "
                         "--arch-option num_modules=8 (repeatable; see the architecture's "
                         "parameters)")
+    parser.add_argument("--preset", choices=sorted(PRESETS),
+                        help="start from a named configuration; any flag given overrides it. "
+                        "keyboard: word level, 10k vocabulary, one CIFG LSTM layer of 670 "
+                        "units projected to 96, tied 96-wide embeddings (~1.4M parameters)")
+    parser.add_argument("--order", type=number(int, "positive"), metavar="N",
+                        help="n-gram order for --arch ngram (default 5)")
     parser.add_argument("--threads", type=number(int, "positive"), metavar="N",
                         help="torch CPU threads (default: torch's)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -77,12 +85,14 @@ def add_arguments(parser) -> None:
 def config_from_args(args) -> tuple[TrainConfig, set[str]]:
     """The settings, and the names of those given on the command line."""
     given: set[str] = set()
-    model = {}
+    preset = PRESETS[args.preset] if getattr(args, "preset", None) else {"model": {},
+                                                                          "train": {}}
+    model = dict(preset["model"])
     for f, _ in _flags(LMConfig, _DEFAULTS.model):
         if getattr(args, f.name, None) is not None:
             model[f.name] = getattr(args, f.name)
             given.add(f"model.{f.name}")
-    train = {}
+    train = {k: v for k, v in preset["train"].items() if k != "level"}
     for f in fields(TrainConfig):
         if f.name not in ("model", "text") and getattr(args, f.name, None) is not None:
             train[f.name] = getattr(args, f.name)
@@ -91,7 +101,7 @@ def config_from_args(args) -> tuple[TrainConfig, set[str]]:
     cfg.text = str(args.text) if args.text else None
     if args.text:
         given.add("text")
-    cfg.level = args.level or ("char" if args.text else "word")
+    cfg.level = args.level or preset["train"].get("level") or ("char" if args.text else "word")
     if is_store(args.text):
         cfg.level = args.level or open_store(args.text).vocab.level
         for name in ("min_count", "max_vocab"):
@@ -100,15 +110,21 @@ def config_from_args(args) -> tuple[TrainConfig, set[str]]:
                                 f"(its vocabulary is fixed); give it to `rnnlab prepare`")
     if not args.text:                       # the built-in corpus wants a small word model
         for name, value in _BUILTIN.items():
-            if getattr(args, name) is None:
+            if getattr(args, name) is None and name not in {**preset["model"],
+                                                            **preset["train"]}:
                 target = cfg.model if hasattr(cfg.model, name) else cfg
                 setattr(target, name, value)
     arch = cfg.model.arch
+    if arch == "ngram":
+        return cfg, given
     if arch not in available():
-        raise UserError(f"unknown architecture {arch!r}; available: {', '.join(available())}")
+        raise UserError(f"unknown architecture {arch!r}; available: {', '.join(available())}"
+                        f", or ngram (Kneser-Ney, with --order)")
+    if getattr(args, "order", None) is not None:
+        raise UserError("--order is the n-gram order: use it with --arch ngram")
     if args.arch_option:
-        cfg.model = replace(cfg.model, options=arch_options(arch, args.arch_option,
-                                                            factory(arch)))
+        options = {**cfg.model.options, **arch_options(arch, args.arch_option, factory(arch))}
+        cfg.model = replace(cfg.model, options=options)
         given.add("model.options")
     return cfg, given
 
@@ -118,6 +134,8 @@ def run(args) -> int:
         torch.set_num_threads(args.threads)
     cfg, given = config_from_args(args)
     out = args.out or Path("runs") / f"{cfg.model.arch}-{cfg.level}"
+    if cfg.model.arch == "ngram":
+        return _train_ngram(cfg, out, args)
     if not args.resume and args.max_steps is None and args.max_time is None:
         raise UserError("give a budget: --max-steps N and/or --max-time SECONDS")
     if args.dist_timeout <= 0:
@@ -151,4 +169,16 @@ def run(args) -> int:
                       if k.startswith("valid_") and isinstance(v, float))
     print(f"step {trainer.step}  {shown}  ({result['session']:.0f} s, {result['elapsed']:.0f} s "
           f"in all)  run: {out}")
+    return 0
+
+
+def _train_ngram(cfg: TrainConfig, out: Path, args) -> int:
+    """Count an interpolated Kneser-Ney n-gram (no budget: one pass over the text)."""
+    from ..ngram_run import train_ngram
+
+    if args.resume:
+        raise UserError("an n-gram run is built in one pass; it has nothing to resume")
+    result = train_ngram(cfg, out, args.order if args.order is not None else 5)
+    shown = "  ".join(f"{k} {v:.4g}" for k, v in result.items() if k.startswith("valid_"))
+    print(f"{result['entries']} n-grams  {shown}  ({result['elapsed']:.0f} s)  run: {out}")
     return 0

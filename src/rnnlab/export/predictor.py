@@ -60,6 +60,14 @@ class ExportPredictor(Predictor):
         except (ExportError, UserError) as e:             # vocab.json content, too
             raise UserError(str(e)) from None
 
+    def param_count(self) -> int:
+        """The exported model's parameter count (export.json)."""
+        return int(self.runtime.meta.get("parameters", 0))
+
+    def size_bytes(self) -> int:
+        """Bytes of model.onnx (weights at their stored precision, int8 or float32)."""
+        return (self.runtime.folder / "model.onnx").stat().st_size
+
     def step(self, token: int, state: Any) -> tuple[Tensor, Any]:
         """One token in, next-token logits (V,) and the new flat state out."""
         logits, state = self.runtime.step([token], state)
