@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from .text import tokenize
+from .text import decode_utf8, tokenize
 
 _BLOCK = 1 << 16
 
@@ -69,22 +69,6 @@ def hash_file(path: str) -> str:
     return h.hexdigest()
 
 
-def _decode(path: str, start: int, data: bytes) -> str:
-    if start == 0:
-        nul = data.find(b"\0", 0, 1 << 16)
-        if nul >= 0:
-            raise UserError(f"{path}: looks like a binary file (NUL byte at offset {nul}); "
-                            f"give a UTF-8 text file")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path}: not valid UTF-8 at byte offset {start + e.start} "
-                        f"(byte 0x{data[e.start]:02x}); convert the file to UTF-8") from None
-    if start == 0:
-        text = text.removeprefix("\ufeff")
-    return text.replace("\r\n", "\n")
-
-
 def _local_ids(text: str, level: str) -> tuple[np.ndarray, list[str]]:
     """Ids numbered by first appearance in this piece, and the tokens in that order."""
     if level == "char":
@@ -106,7 +90,7 @@ def tokenize_piece(job) -> tuple[int, list[str], np.ndarray, bool]:
     with open(path, "rb") as f:
         f.seek(start)
         data = f.read(end - start)
-    text = _decode(path, start, data)
+    text = decode_utf8(path, data, start)
     nonblank = bool(text.strip()) if in_folder else bool(data.strip())
     if add_newline:                      # the newline that joins a folder's files
         text += "\n"

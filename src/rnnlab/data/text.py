@@ -55,16 +55,26 @@ def _read_file(path: Path, allow_empty: bool = False) -> str:
     data = path.read_bytes()
     if not data.strip() and not allow_empty:
         raise UserError(f"{path}: file is empty; give a file with text in it")
-    nul = data.find(b"\0", 0, 1 << 16)
-    if nul >= 0:
-        raise UserError(f"{path}: looks like a binary file (NUL byte at offset {nul}); "
-                        f"give a UTF-8 text file")
+    return decode_utf8(path, data)
+
+
+def decode_utf8(path, data: bytes, start: int = 0) -> str:
+    """``data`` (the bytes of ``path`` from offset ``start``) as text with "\n" line ends;
+    a clear one-line error for a binary file or invalid UTF-8 (naming the file offset).
+    At the start of a file: the NUL check and the byte-order mark."""
+    if start == 0:
+        nul = data.find(b"\0", 0, 1 << 16)
+        if nul >= 0:
+            raise UserError(f"{path}: looks like a binary file (NUL byte at offset {nul}); "
+                            f"give a UTF-8 text file")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise UserError(f"{path}: not valid UTF-8 at byte offset {e.start} "
+        raise UserError(f"{path}: not valid UTF-8 at byte offset {start + e.start} "
                         f"(byte 0x{data[e.start]:02x}); convert the file to UTF-8") from None
-    return text.removeprefix("\ufeff").replace("\r\n", "\n")
+    if start == 0:
+        text = text.removeprefix("\ufeff")
+    return text.replace("\r\n", "\n")
 
 
 # -- tokens -------------------------------------------------------------------------------

@@ -86,6 +86,31 @@ class _Bound:
         self._bind_all()          # drop references to the tensors before the move
         return out
 
+    def reset_parameters(self) -> None:
+        """torch's initialisation, then each variant's own (layer-norm gains 1, the
+        forget-gate bias)."""
+        super().reset_parameters()
+        if getattr(self, "_variant", None):
+            for k in range(len(self._templates)):
+                self._bind(k).reset_parameters()
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + self._variant_repr()
+
+    def to_torch(self) -> nn.Module:
+        """The torch.nn module of the same configuration sharing these parameters."""
+        if self._variant:
+            raise ValueError(f"{type(self).__name__}({self._variant_repr()[2:]}) has no "
+                             f"torch.nn equivalent: only the plain configuration converts")
+        if nn.utils.parametrize.is_parametrized(self):
+            raise ValueError("remove the parametrizations before converting to torch.nn")
+        twin = self._torch_base()(**self._torch_args(), device="meta")
+        for name, p in self._parameters.items():
+            setattr(twin, name, p)
+        if hasattr(twin, "_init_flat_weights"):           # RNNBase: refresh its weight list
+            twin._init_flat_weights()
+        return twin.train(self.training)
+
     def __prepare_scriptable__(self):
         return self.to_torch()
 
@@ -125,34 +150,9 @@ class _Front(_Bound):
     def _after_params(self) -> None:
         self._init_flat_weights()
 
-    def reset_parameters(self) -> None:
-        """torch's initialisation, then each variant's own (layer-norm gains 1, the
-        forget-gate bias)."""
-        super().reset_parameters()
-        if getattr(self, "_variant", None):
-            for k in range(len(self._templates)):
-                self._bind(k).reset_parameters()
-
     def flatten_parameters(self) -> None:
         if not getattr(self, "_variant", None):
             super().flatten_parameters()
-
-    def extra_repr(self) -> str:
-        return super().extra_repr() + self._variant_repr()
-
-    def to_torch(self) -> nn.RNNBase:
-        """The torch.nn module of the same configuration sharing these parameters."""
-        if self._variant:
-            raise ValueError(f"{type(self).__name__}({self._variant_repr()[2:]}) has no "
-                             f"torch.nn equivalent: only the plain configuration converts")
-        if nn.utils.parametrize.is_parametrized(self):
-            raise ValueError("remove the parametrizations before converting to torch.nn")
-        twin = self._torch_base()(**self._torch_args(), device="meta")
-        for name in self._flat_weights_names:
-            setattr(twin, name, self._parameters[name])
-        twin._init_flat_weights()
-        twin.train(self.training)
-        return twin
 
     def _torch_args(self) -> dict:
         return dict(input_size=self.input_size, hidden_size=self.hidden_size,
@@ -361,23 +361,6 @@ class _CellFront(_Bound):
 
     def _param_name(self, k: int, name: str) -> str:
         return name
-
-    def reset_parameters(self) -> None:
-        super().reset_parameters()
-        if getattr(self, "_variant", None):
-            self._bind(0).reset_parameters()
-
-    def extra_repr(self) -> str:
-        return super().extra_repr() + self._variant_repr()
-
-    def to_torch(self) -> nn.RNNCellBase:
-        if self._variant:
-            raise ValueError(f"{type(self).__name__}({self._variant_repr()[2:]}) has no "
-                             f"torch.nn equivalent: only the plain configuration converts")
-        twin = self._torch_base()(**self._torch_args(), device="meta")
-        for name, p in self._parameters.items():
-            setattr(twin, name, p)
-        return twin
 
     def _torch_args(self) -> dict:
         return dict(input_size=self.input_size, hidden_size=self.hidden_size, bias=self.bias)
