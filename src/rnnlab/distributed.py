@@ -77,6 +77,11 @@ class Distributed:
 
     def close(self) -> None:
         if self.owns_group and dist.is_initialized():
+            # every rank finishes before any tears down: without this barrier a rank that
+            # destroyed its group while the other was still in its last collective aborted
+            # at exit now and then (SIGABRT, "terminate called without an active
+            # exception"; 2 of 20 two-rank runs, 0 of 60 with it)
+            dist.barrier()
             dist.destroy_process_group()
 
     # -- shares -----------------------------------------------------------------------------
