@@ -43,3 +43,23 @@ def test_tiny_shakespeare(tmp_path):
 def test_missing_text(tmp_path):
     with pytest.raises(UserError):
         run_experiment("charlm", "fast", tmp_path, text=str(tmp_path / "nope.txt"))
+
+
+def test_record_fast_preset_scores_the_best_model_on_nanogpts_split(tmp_path):
+    """The scores are the best model's (not the last one's): valid equals best.json's, and
+    nanoGPT's split (the last 10%) is the token-weighted mean of valid and test."""
+    res = run_experiment("charlm-record", "fast", tmp_path)
+    for ext in ("json", "md", "png"):
+        assert (tmp_path / f"charlm-record.{ext}").stat().st_size > 0
+    best = json.loads((tmp_path / "run" / "best.json").read_text())
+    s, n = res["scores"], res["chars"]
+    assert s["valid"]["valid_nats"] == pytest.approx(best["valid_nats"], abs=1e-9)
+    assert res["best_step"] == best["step"] and res["dropout"] > 0
+    mixed = (s["valid"]["valid_nats"] * (n["valid"] - 1) + s["test"]["test_nats"]
+             * (n["test"] - 1)) / (n["valid"] + n["test"] - 2)
+    assert s["nanogpt_val"]["nanogpt_val_nats"] == pytest.approx(mixed, abs=0.05)
+
+
+def test_record_needs_a_text(tmp_path):
+    with pytest.raises(UserError, match="text=PATH"):
+        run_experiment("charlm-record", "record", tmp_path)

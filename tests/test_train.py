@@ -14,7 +14,7 @@ from rnnlab.checkpoint import flatten_state, unflatten_state
 from rnnlab.cli import main
 from rnnlab.models.lm import LMConfig
 from rnnlab.rundir import RunDir
-from rnnlab.train import TrainConfig, Trainer, evaluate, lr_at
+from rnnlab.train import TrainConfig, Trainer, evaluate
 
 # a small word model on a small built-in corpus: a few milliseconds per step
 TINY = ["--embedding", "16", "--hidden", "24", "--batch", "4", "--bptt", "12",
@@ -122,15 +122,6 @@ def test_state_flattening_round_trips_nested_tuples():
     back = unflatten_state(structure, tensors)
     assert all(torch.equal(a, b) for a, b in zip(
         [t for pair in state for t in pair], [t for pair in back for t in pair]))
-
-
-def test_schedule_warms_up_then_decays_to_min_lr():
-    cfg = TrainConfig(lr=1.0, min_lr=0.1, warmup=10)
-    assert lr_at(0, cfg, 100) == pytest.approx(0.1)
-    assert lr_at(9, cfg, 100) == pytest.approx(1.0)
-    assert lr_at(100, cfg, 100) == pytest.approx(0.1)
-    assert lr_at(55, cfg, 100) == pytest.approx(0.55)
-    assert lr_at(500, cfg, None) == 1.0
 
 
 def test_training_lowers_validation_loss(tmp_path):

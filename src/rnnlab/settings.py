@@ -6,6 +6,8 @@ its metadata an optional ``check``:
     positive   a finite number > 0          nonneg   a finite number >= 0
     fraction   a finite number in [0, 1)    seed     an integer in [0, 2**63)
 
+and for a string field ``choices``, the values it may take.
+
 ``flag_type(field)`` is the argparse ``type=`` for the field (so ``--lr inf`` or
 ``--batch 0`` fail at parse time), ``from_json(cls, data, where)`` builds the dataclass
 from a JSON object and names the first wrong value in a one-line UserError, and
@@ -70,6 +72,9 @@ def check_value(f: Field, kind: type, value: Any) -> Any:
         return value
     if not isinstance(value, kind):
         raise ValueError(f"must be a {kind.__name__}, received {value!r}")
+    choices = f.metadata.get("choices")
+    if choices and value not in choices:
+        raise ValueError(f"must be one of {', '.join(choices)}, received {value!r}")
     return value
 
 

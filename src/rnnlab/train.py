@@ -4,10 +4,16 @@ The training split is cut into B contiguous streams (``batchify``); each step re
 next window of ``bptt`` tokens of every stream, starting from the recurrent state the
 previous window ended in, detached (``rnnlab.detach_state``), so the model sees context
 beyond the window while gradients stop at its edge. AdamW, gradient-norm clipping, linear
-warm-up, then a constant learning rate or, when ``min_lr`` is given, cosine decay to it over
-a horizon that is ``max_steps`` or, with only a time budget, estimated from the speed of
-the first steps (and saved, so a resumed run follows the same schedule). Validation is a
-full pass over the validation split.
+warm-up, then one of three schedules: ``plateau`` (the default: torch's ReduceLROnPlateau
+multiplies the learning rate by ``lr_decay`` when ``patience`` + 1 validations in a row did
+not improve on the best, never below ``min_lr``), ``cosine`` (decay to ``min_lr`` over a
+horizon that is ``max_steps`` or, with only a time budget, estimated from the speed of the
+first steps and saved, so a resumed run follows the same schedule) or ``constant``.
+Validation is a full pass over the validation split; the best model it saw is kept as the
+run's model (``RunDir.save_best``), which suggest, eval, sample and export load.
+
+Dropout left unset (``LMConfig.dropout = None``) is chosen from the corpus: ``auto_dropout``
+of the training tokens per model parameter.
 
 Reproducible: the same config and seed give the same losses, and a run resumed from its
 last checkpoint continues exactly as if it had not stopped (model, optimizer moments, RNG,
@@ -40,6 +46,8 @@ from .resume import merge_resume
 from .rundir import RunDir, load_vocab
 from .settings import from_json
 
+SCHEDULES = ("plateau", "cosine", "constant")
+
 
 def _opt(default, help: str | None = None, check: str | None = None):
     meta = {k: v for k, v in (("help", help), ("check", check)) if v is not None}
@@ -57,14 +65,22 @@ class TrainConfig:
     batch: int = _opt(32, "parallel contiguous streams per step", "positive")
     bptt: int = _opt(128, "tokens per truncated-BPTT window", "positive")
     lr: float = _opt(2e-3, "AdamW learning rate after the linear warm-up", "positive")
-    min_lr: float | None = _opt(None, "decay by cosine to this learning rate (default: keep "
-                                "lr constant)", "nonneg")
+    schedule: str = field(default="plateau", metadata={
+        "help": "learning rate after warm-up: plateau (lower it when validation stops "
+                "improving), cosine (decay to --min-lr over the budget) or constant",
+        "choices": SCHEDULES})
+    min_lr: float | None = _opt(None, "the lowest learning rate of the plateau and cosine "
+                                "schedules (default: lr / 100)", "nonneg")
+    lr_decay: float = _opt(0.5, "plateau schedule: factor applied to the learning rate",
+                           "fraction")
+    patience: int = _opt(1, "plateau schedule: validations in a row without improvement "
+                         "that are tolerated; the next one lowers the learning rate", "nonneg")
     warmup: int = _opt(50, "linear warm-up steps", "nonneg")
     weight_decay: float = _opt(0.01, "AdamW weight decay", "nonneg")
     clip: float = _opt(1.0, "gradient-norm clipping threshold (0: off)", "nonneg")
     max_steps: int | None = _opt(None, check="positive")
     max_time: float | None = _opt(None, check="positive")  # seconds, training and evaluation
-    eval_every: int = _opt(500, "steps between validation passes (0: only at the end)",
+    eval_every: int = _opt(250, "steps between validation passes (0: only at the end)",
                            "nonneg")
     eval_batch: int = _opt(16, "parallel streams in a validation pass", "positive")
     save_every: int = _opt(100, "steps between checkpoints (0: only at the end)", "nonneg")
@@ -84,7 +100,15 @@ class TrainConfig:
     def from_json(cls, train: dict, model: dict, where: str) -> "TrainConfig":
         """Settings saved by ``to_json`` and ``LMConfig.to_json``, every value checked."""
         mcfg = from_json(LMConfig, model, f"{where} model")
+        if "schedule" not in train:       # runs from before the schedule setting existed
+            train = {**train, "schedule": "constant" if train.get("min_lr") is None
+                     else "cosine"}
         return from_json(cls, train, f"{where} train", model=mcfg)
+
+    @property
+    def floor_lr(self) -> float:
+        """The lowest learning rate of the plateau and cosine schedules."""
+        return self.lr / 100 if self.min_lr is None else self.min_lr
 
 
 def corpus_config(cfg: TrainConfig) -> CorpusConfig:
@@ -131,19 +155,42 @@ def metrics(nats: float, prefix: str, level: str) -> dict[str, float]:
             f"{prefix}_ppl": math.exp(min(nats, 50.0))}
 
 
-def lr_at(step: int, cfg: TrainConfig, horizon: int | None) -> float:
+def lr_at(step: int, cfg: TrainConfig, horizon: int | None) -> float | None:
+    """The learning rate of a step; None after warm-up under the plateau schedule, whose
+    learning rate is the optimizer's own (lowered by ReduceLROnPlateau)."""
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
-    if not horizon or cfg.min_lr is None:
+    if cfg.schedule == "plateau":
+        return None if step > cfg.warmup else cfg.lr
+    if cfg.schedule == "constant" or not horizon:
         return cfg.lr
     frac = min(1.0, (step - cfg.warmup) / max(1, horizon - cfg.warmup))
-    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * frac))
+    low = cfg.floor_lr
+    return low + 0.5 * (cfg.lr - low) * (1 + math.cos(math.pi * frac))
 
 
-def build_model(cfg: TrainConfig, vocab_size: int) -> LanguageModel:
-    """A fresh model; bad architecture options or sizes are a one-line UserError."""
+def auto_dropout(tokens: int, params: int) -> float:
+    """Dropout for a model of ``params`` parameters trained on ``tokens`` tokens: 0.2 at one
+    token per parameter, 0.15 more for every tenfold fewer tokens (0.15 less for every
+    tenfold more), rounded to 0.05, within [0, 0.5]. Calibrated on Zaremba et al. 2014
+    (Penn Treebank, 0.93M tokens: 0.5 for 20M parameters, 0.65 for 66M; this rule gives
+    0.4 and 0.5) and on Tiny Shakespeare with a 2 x 512 GRU (1.0M characters, 2.5M
+    parameters: 0.25; docs/results/tinyshakespeare.md)."""
+    ratio = max(tokens, 1) / max(params, 1)
+    p = 0.2 - 0.15 * math.log10(ratio)
+    return min(0.5, max(0.0, round(p * 20) / 20))
+
+
+def build_model(cfg: TrainConfig, vocab_size: int, train_tokens: int = 0) -> LanguageModel:
+    """A fresh model; bad architecture options or sizes are a one-line UserError. Dropout
+    left unset is chosen by ``auto_dropout`` from ``train_tokens`` and the parameter count."""
+    mcfg = replace(cfg.model, vocab_size=vocab_size)
     try:
-        return LanguageModel.from_config(replace(cfg.model, vocab_size=vocab_size))
+        if mcfg.dropout is None:
+            with torch.device("meta"):                       # counts, allocates nothing
+                params = sum(p.numel() for p in LanguageModel.from_config(mcfg).parameters())
+            mcfg = replace(mcfg, dropout=auto_dropout(train_tokens, params))
+        return LanguageModel.from_config(mcfg)
     except (TypeError, ValueError) as e:
         raise UserError(f"cannot build the {cfg.model.arch} model: "
                         f"{str(e).splitlines()[0][:160]}") from None
@@ -193,7 +240,7 @@ class Trainer:
             self.corpus = load_corpus(cfg)
         torch.manual_seed(self.cfg.seed)
         if checkpoint is None:
-            self.model = build_model(self.cfg, len(self.corpus.vocab))
+            self.model = build_model(self.cfg, len(self.corpus.vocab), len(self.corpus.train))
         else:
             mcfg = replace(self.cfg.model, vocab_size=len(self.corpus.vocab))
             self.model = model_from_weights(mcfg, checkpoint[0], self.run_dir.path)
@@ -207,7 +254,10 @@ class Trainer:
                             *self.dist.part(self.cfg.batch))
         self.step, self.pos, self.epoch, self.elapsed = 0, 0, 0, 0.0
         self.horizon, self.estimated = self.cfg.max_steps, False
-        self.best = math.inf
+        self.best, self.best_step = math.inf, None
+        self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.opt, factor=self.cfg.lr_decay, patience=self.cfg.patience,
+            min_lr=self.cfg.floor_lr)
         self.saved_step: int | None = None
         self.state: Any = None
         if checkpoint is None:
@@ -257,6 +307,7 @@ class Trainer:
         info = {"pos": self.pos, "epoch": self.epoch, "elapsed": self.elapsed,
                 "horizon": self.horizon, "estimated": self.estimated,
                 "best": self.best if self.best < math.inf else None,
+                "best_step": self.best_step, "plateau": self._plateau_state(),
                 "state": structure, "param_groups": opt["param_groups"]}
         self.run_dir.save_checkpoint(self.step, self.model.state_dict(), tensors, info)
         self.saved_step = self.step
@@ -281,6 +332,8 @@ class Trainer:
             self.elapsed = float(info["elapsed"])
             self.horizon, self.estimated = info["horizon"], bool(info.get("estimated", False))
             self.best = float(info["best"]) if info["best"] is not None else math.inf
+            self.best_step = info.get("best_step")
+            self._restore_plateau(info.get("plateau"))
         except (KeyError, TypeError, ValueError, IndexError, AttributeError,
                 RuntimeError) as e:
             raise UserError(f"{self.run_dir.last()}: trainer state is damaged "
@@ -290,6 +343,26 @@ class Trainer:
         self.saved_step = self.step
         if self.dist.is_main:
             self.run_dir.truncate_log(self.step)
+
+    def _plateau_state(self) -> dict:
+        p = self.plateau
+        return {"best": p.best if math.isfinite(p.best) else None,
+                "bad": p.num_bad_epochs, "cooldown": p.cooldown_counter,
+                "validations": p.last_epoch, "lr": self.cfg.lr}
+
+    def _restore_plateau(self, saved: dict | None) -> None:
+        """The schedule's counters; its settings (factor, patience, floor) are the config's,
+        so a resumed run may change them. A new ``lr`` restarts the schedule at that rate."""
+        if saved is None:
+            return
+        p = self.plateau
+        p.best = math.inf if saved["best"] is None else float(saved["best"])
+        p.num_bad_epochs, p.cooldown_counter = _count(saved, "bad"), _count(saved, "cooldown")
+        p.last_epoch = _count(saved, "validations")
+        if self.cfg.schedule == "plateau" and float(saved["lr"]) != self.cfg.lr:
+            for g in self.opt.param_groups:
+                g["lr"] = self.cfg.lr
+            p.num_bad_epochs = 0
 
     def log(self, record: dict) -> None:
         if self.dist.is_main:
@@ -304,8 +377,9 @@ class Trainer:
         y = self.data[self.pos + 1: self.pos + 1 + T]
         x, y = x[: len(y)].to(self.dist.device), y.to(self.dist.device)
         lr = lr_at(self.step, self.cfg, self.horizon)
-        for g in self.opt.param_groups:
-            g["lr"] = lr
+        if lr is not None:
+            for g in self.opt.param_groups:
+                g["lr"] = lr
         logits, state = self.net(x, self.state)
         loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
         if not math.isfinite(loss.item()):
@@ -327,9 +401,11 @@ class Trainer:
         rec = {"step": self.step, **metrics(nats, "valid", self.cfg.level)}
         if nats < self.best:
             self._check_finite("non-finite weights")
-            self.best = nats
+            self.best, self.best_step = nats, self.step
             if self.dist.is_main:
                 self.run_dir.save_best(self.model.state_dict(), rec)
+        if self.cfg.schedule == "plateau" and self.step >= self.cfg.warmup:
+            self.plateau.step(nats)        # the same nats on every rank: the same decision
         self.log(rec)
         return rec
 
@@ -406,7 +482,8 @@ class Trainer:
         if interrupted:
             return {"step": self.step, "interrupted": True}
         return {**result, "elapsed": self.elapsed, "session": time.time() - t0,
-                "epoch": self.epoch, "interrupted": False}
+                "epoch": self.epoch, "interrupted": False, "best_nats": self.best,
+                "best_step": self.best_step}
 
 
 class _StopFlag:

@@ -60,10 +60,11 @@ def add_arguments(parser) -> None:
                 continue
             if f.name in _BUILTIN:
                 default = f"{default}; built-in corpus {_BUILTIN[f.name]}"
+            shown = "" if default is None else f" (default {default})"   # the help says
             kind = flag_type(cls, f.name)
-            parser.add_argument(flag, type=kind, default=None,
+            parser.add_argument(flag, type=kind, default=None, choices=f.metadata.get("choices"),
                                 metavar={"int": "N", "float": "X"}.get(kind.__name__, "NAME"),
-                                help=f"{f.metadata['help']} (default {default})")
+                                help=f"{f.metadata['help']}{shown}")
     parser.add_argument("--arch-option", action="append", default=[], metavar="NAME=VALUE",
                         help="an option of the architecture, VALUE a JSON literal, e.g. "
                         "--arch-option num_modules=8 (repeatable; see the architecture's "
@@ -169,6 +170,8 @@ def run(args) -> int:
                       if k.startswith("valid_") and isinstance(v, float))
     print(f"step {trainer.step}  {shown}  ({result['session']:.0f} s, {result['elapsed']:.0f} s "
           f"in all)  run: {out}")
+    print(f"best valid_nats {result['best_nats']:.4g} at step {result['best_step']}: the "
+          f"model suggest, eval, sample and export use ({out / 'model.safetensors'})")
     return 0
 
 

@@ -55,9 +55,11 @@ PRESETS = {
 
 def train_config(cfg: Config, text: str, arch: str, hidden: int) -> TrainConfig:
     return TrainConfig(text=text, level="char", model=LMConfig(
-                           arch=arch, embedding=cfg.embedding, hidden=hidden, layers=1),
+                           arch=arch, embedding=cfg.embedding, hidden=hidden, layers=1,
+                           dropout=0.0),
                        batch=cfg.batch, bptt=cfg.bptt, lr=cfg.lr,
-                       min_lr=cfg.lr / 10, warmup=20, max_steps=cfg.max_steps or None,
+                       schedule="cosine", min_lr=cfg.lr / 10, warmup=20,
+                       max_steps=cfg.max_steps or None,
                        max_time=cfg.seconds, eval_every=cfg.eval_every, save_every=0,
                        seed=cfg.seed)
 

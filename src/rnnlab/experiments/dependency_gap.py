@@ -62,9 +62,10 @@ PRESETS = {
 
 def train_config(cfg: Config, arch: str, hidden: int, seed: int) -> TrainConfig:
     return TrainConfig(text=None, level="word", model=LMConfig(
-                           arch=arch, embedding=cfg.embedding, hidden=hidden, layers=1),
+                           arch=arch, embedding=cfg.embedding, hidden=hidden, layers=1,
+                           dropout=0.0),
                        batch=cfg.batch, bptt=cfg.bptt, lr=cfg.lr,
-                       min_lr=cfg.lr / 10, warmup=20, max_steps=cfg.steps,
+                       schedule="cosine", min_lr=cfg.lr / 10, warmup=20, max_steps=cfg.steps,
                        max_time=cfg.max_seconds, eval_every=0, save_every=0, seed=seed,
                        corpus_tokens=cfg.corpus_tokens, corpus_max_gap=cfg.max_gap)
 

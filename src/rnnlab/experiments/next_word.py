@@ -77,8 +77,9 @@ def arch_order(cfg: Config) -> list[str]:
 def train_config(cfg: Config, arch: str, max_time: float | None = None) -> TrainConfig:
     return TrainConfig(text=None, level="word", model=LMConfig(
                            arch=arch, embedding=cfg.embedding, hidden=cfg.hidden,
-                           layers=cfg.layers), batch=cfg.batch, bptt=cfg.bptt,
-                       lr=cfg.lr, min_lr=cfg.lr / 10, warmup=20, max_steps=cfg.steps,
+                           layers=cfg.layers, dropout=0.0), batch=cfg.batch, bptt=cfg.bptt,
+                       lr=cfg.lr, schedule="cosine", min_lr=cfg.lr / 10, warmup=20,
+                       max_steps=cfg.steps,
                        max_time=max_time,
                        eval_every=0, save_every=0, seed=cfg.seed,
                        corpus_tokens=cfg.corpus_tokens, corpus_max_gap=cfg.max_gap)

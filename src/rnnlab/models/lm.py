@@ -35,8 +35,11 @@ class LMConfig:
                                                "check": "positive"})
     layers: int = field(default=2, metadata={"help": "stacked recurrent layers",
                                              "check": "positive"})
-    dropout: float = field(default=0.0, metadata={
-        "help": "dropout on embeddings, between layers and before the decoder",
+    # None: the trainer chooses it from the corpus size (rnnlab.train.auto_dropout) and saves
+    # the value it chose; a model built straight from a config with None gets no dropout
+    dropout: float | None = field(default=None, metadata={
+        "help": "dropout on embeddings, between layers and before the decoder (default: "
+                "chosen from the training tokens per parameter, 0 to 0.5)",
         "check": "fraction"})
     tie_weights: bool = field(default=False, metadata={
         "help": "share the embedding and decoder matrices"})
@@ -76,7 +79,7 @@ class LanguageModel(nn.Module):
     @classmethod
     def from_config(cls, cfg: LMConfig) -> "LanguageModel":
         return cls(cfg.vocab_size, cfg.arch, cfg.embedding, cfg.hidden, cfg.layers,
-                   cfg.dropout, cfg.tie_weights, **cfg.options)
+                   cfg.dropout or 0.0, cfg.tie_weights, **cfg.options)
 
     def head(self, h: Tensor) -> Tensor:
         """Core output (..., H) to logits (..., V)."""
