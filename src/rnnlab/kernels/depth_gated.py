@@ -17,8 +17,8 @@ import torch
 from torch import Tensor
 
 from ..cells.depth_gated import DepthGatedLSTMCell
-from ..cells.lstm import LSTMState
 from ..cells.loop import run_steps
+from ..cells.lstm import LSTMState
 from . import STATS, recompute, register, same_method, step_mask
 from .lstm import LSTMSequence, Params, Spec
 
