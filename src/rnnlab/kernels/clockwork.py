@@ -69,7 +69,7 @@ class ClockworkSequence(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, h0: Tensor, w_ih: Tensor, bias: Tensor | None,
-                w_hh: Tensor, plan: Plan, relu: bool, ref, *extra) -> Tensor:
+                w_hh: Tensor, plan: Plan, relu: bool, ref=None, *extra) -> Tensor:
         T, B, _ = x.shape
         H = h0.shape[1]
         xp = x.new_empty(T, B, H)                    # only active entries are written

@@ -121,7 +121,7 @@ class DepthLSTM(torch.autograd.Function):
     ``recompute.Reference`` or None) makes a create_graph backward exact."""
 
     @staticmethod
-    def forward(ctx, paper: bool, src, h_dep, m_dep, mask, w, b, ref, *extra):
+    def forward(ctx, paper: bool, src, h_dep, m_dep, mask, w, b, ref=None, *extra):
         T, B, H = src.shape
         a = _project(src.reshape(T * B, H), h_dep.reshape(T * B, H), w, b)   # (TB, 4H)
         a[:, :2 * H].sigmoid_()

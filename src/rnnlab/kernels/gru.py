@@ -159,7 +159,7 @@ class GRUSequence(torch.autograd.Function):
     ``ref`` (a ``recompute.Reference`` or None) makes a create_graph backward exact."""
 
     @staticmethod
-    def forward(ctx, full, x, h0, mask, w_ih, w_hh, b_ih, b_hh, ref, *extra):
+    def forward(ctx, full, x, h0, mask, w_ih, w_hh, b_ih, b_hh, ref=None, *extra):
         out, h, A, HN, Hc = forward_pass(full, x, h0, mask, w_ih, w_hh, b_ih, b_hh)
         ctx.full, ctx.shared = full, Hc is out
         ctx.inner = (A, HN, None if ctx.shared else Hc)

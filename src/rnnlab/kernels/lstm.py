@@ -356,7 +356,8 @@ class LSTMSequence(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, spec, x, h0, c0, mask, *rest):
-        params, ref, extra = rest[:N_PARAMS], rest[N_PARAMS], rest[N_PARAMS + 1:]
+        params, extra = rest[:N_PARAMS], rest[N_PARAMS + 1:]
+        ref = rest[N_PARAMS] if len(rest) > N_PARAMS else None
         p = Params(*params)
         out, h, c, s = forward_pass(spec, x, h0, c0, mask, p)
         ctx.spec, ctx.shared = spec, (s["Hc"] is out, s["M"] is out)

@@ -24,7 +24,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
@@ -32,7 +31,7 @@ from .. import kernels
 from ..cells.elman import ElmanCell
 from ..cells.gru import GRUCell as _GRUStep
 from ..cells.lstm import LSTMCell as _LSTMStep
-from .recurrent import check_lengths, repack_output, run_cell
+from .recurrent import check_lengths, repack_output, run_cell, run_stack
 
 
 class _Bound:
@@ -239,13 +238,12 @@ class _Front(_Bound):
         return self._zeros(B, self.proj_size or self.hidden_size, x) if hx is None else hx
 
     def _run_units(self, x: Tensor, hx, lengths):
-        """x (T, B, F) time-major through every layer and direction."""
+        """x (T, B, F) time-major through every layer and direction (``run_stack``), the
+        state in torch's stacked layout (L * D, B, H) in and out."""
         D, B = 2 if self.bidirectional else 1, x.shape[1]
-        finals = []
-        for layer in range(self.num_layers):
-            if layer and self.dropout and self.training:
-                x = F.dropout(x, self.dropout, True)
-            outs = []
+
+        def run_layer(x: Tensor, layer: int):
+            outs, finals = [], []
             for d in range(D):
                 k = layer * D + d
                 cell = self._bind(k)
@@ -254,8 +252,11 @@ class _Front(_Bound):
                 o, s = run_cell(cell, x, s, lengths, reverse=bool(d))
                 outs.append(o)
                 finals.append(s)
-            x = outs[0] if D == 1 else torch.cat(outs, dim=-1)
-        return x, self.join_state(finals)
+            return (outs[0] if D == 1 else torch.cat(outs, dim=-1)), finals
+
+        x, per_layer = run_stack([lambda x, i=i: run_layer(x, i) for i in range(self.num_layers)],
+                                 x, self.dropout, self.training)
+        return x, self.join_state([s for layer in per_layer for s in layer])
 
     def _unit_state(self, cell, hx, k: int):
         return cell.State(*((p[k] for p in hx) if isinstance(hx, tuple) else (hx[k],)))

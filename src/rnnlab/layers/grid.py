@@ -18,12 +18,11 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..cells.base import check_features, check_shape, shape_str
 from ..cells.grid import GridBlock, GridLayerCell, GridState
-from .recurrent import repack_output, run_cell, unpack_input
+from .recurrent import repack_output, run_cell, run_stack, unpack_input
 
 
 def _blocks(n: int, make) -> nn.ModuleList:
@@ -132,15 +131,15 @@ class GridLSTM(nn.Module):
         up = self.input_proj(x)                                        # (T, B, H)
         if self.cell(0).carry_memory:
             up = torch.cat([up, torch.zeros_like(up)], -1)             # (T, B, 2H)
-        finals = []
-        for layer in range(self.num_layers):
+
+        def run_layer(up: Tensor, layer: int):
             cell = self.cell(layer)
-            if layer and self.dropout and self.training:
-                up = torch.cat([F.dropout(up[..., :H], self.dropout, True), up[..., H:]], -1)
             s = states[layer] if states[layer] is not None else cell.init_state(
                 B, device=x.device, dtype=x.dtype)
-            up, s = run_cell(cell, up, s, lengths)
-            finals.append(s)
+            return run_cell(cell, up, s, lengths)
+        # what goes up is [h; m] (or h): dropout acts on h only
+        up, finals = run_stack([lambda up, k=k: run_layer(up, k) for k in range(self.num_layers)],
+                               up, self.dropout, self.training, passed=H)
         out = up[..., :H]                                              # (T, B, H)
         final = GridState(torch.stack([s.h for s in finals]), torch.stack([s.m for s in finals]))
         if packed is not None:

@@ -5,13 +5,16 @@
   ``rnnlab.cells.loop.run_steps``. With ``lengths`` the state stops changing after each sequence's
   last valid step and padded outputs are zero; ``reverse`` runs each sequence backwards
   from its own last valid step (what a bidirectional layer over padding needs).
+- ``run_stack(layers, x, dropout, training, passed)`` is the one stack loop: every
+  multi-layer architecture (``Stacked`` and its subclasses, the torch.nn fronts, the Grid
+  LSTM) runs its layers through it, each with its own state layout around it.
 - ``Recurrent(cell)``, ``Bidirectional(fwd, bwd)``, ``Stacked(layers, dropout)`` wrap it.
 
 Shapes: x (T, B, F) time-major (or (B, T, F) with batch_first), out (T, B, O).
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -77,6 +80,28 @@ def run_cell(cell: Cell, x: Tensor, state: Any, lengths: Tensor | None = None,
     if reverse:
         out = reverse_padded(out, lengths)
     return out, state
+
+
+def run_stack(layers: Sequence[Callable[[Tensor], tuple[Tensor, Any]]], x: Tensor,
+              dropout: float = 0.0, training: bool = False,
+              passed: int | None = None) -> tuple[Tensor, list]:
+    """The one stack loop: x (T, B, F) through ``layers`` bottom to top, each a function
+    x -> (out, final state) that runs one layer (all its directions) from its own initial
+    state. Between layers, in training, dropout with probability ``dropout`` acts on the
+    layer's input: on all of it, or only on its first ``passed`` features when a layer
+    also passes its memory up (Depth-Gated LSTM: [h; c], Grid LSTM: [h; m]; the memory
+    reaches the upper layer's gates as it is, as in both papers' stacks). Returns the top
+    layer's out and the list of the layers' final states."""
+    finals = []
+    for i, layer in enumerate(layers):
+        if i and dropout and training:
+            if passed is None:
+                x = F.dropout(x, dropout, True)
+            else:
+                x = torch.cat([F.dropout(x[..., :passed], dropout, True), x[..., passed:]], -1)
+        x, state = layer(x)
+        finals.append(state)
+    return x, finals
 
 
 def unpack_input(x: Tensor | PackedSequence, batch_first: bool, lengths):
@@ -165,14 +190,15 @@ class Bidirectional(Recurrent):
 
 
 class Stacked(Recurrent):
-    """Layers (Recurrent or Bidirectional) on top of each other, with dropout between them.
-    State: a tuple with one entry per layer."""
+    """Layers (Recurrent or Bidirectional) on top of each other, with dropout between them
+    (``run_stack``; ``passed``: drop out only the first ``passed`` features of what goes
+    up). State: a tuple with one entry per layer."""
 
     def __init__(self, layers: Sequence[Recurrent], dropout: float = 0.0,
-                 batch_first: bool = False) -> None:
+                 batch_first: bool = False, passed: int | None = None) -> None:
         nn.Module.__init__(self)
         self.layers = nn.ModuleList(layers)
-        self.dropout, self.batch_first = float(dropout), batch_first
+        self.dropout, self.batch_first, self.passed = float(dropout), batch_first, passed
 
     @property
     def output_size(self) -> int:
@@ -197,12 +223,12 @@ class Stacked(Recurrent):
 
     def run(self, x, state, lengths):
         if state is not None and len(state) != len(self.layers):
-            raise ValueError(f"state must hold one entry per layer ({len(self.layers)}), "
+            cell = getattr(self.layers[0], "cell", None)
+            what = cell.State.__name__ if cell is not None else "entry"
+            raise ValueError(f"state must hold one {what} per layer ({len(self.layers)}), "
                              f"received {len(state)}")
-        finals = []
-        for i, layer in enumerate(self.layers):
-            if i > 0 and self.dropout:
-                x = F.dropout(x, self.dropout, self.training)
-            x, s = layer.run(x, None if state is None else state[i], lengths)
-            finals.append(s)
+        runs = [lambda x, i=i, layer=layer: layer.run(x, None if state is None else state[i],
+                                                      lengths)
+                for i, layer in enumerate(self.layers)]
+        x, finals = run_stack(runs, x, self.dropout, self.training, self.passed)
         return x, tuple(finals)
