@@ -89,9 +89,10 @@ def run_stack(layers: Sequence[Callable[[Tensor], tuple[Tensor, Any]]], x: Tenso
     x -> (out, final state) that runs one layer (all its directions) from its own initial
     state. Between layers, in training, dropout with probability ``dropout`` acts on the
     layer's input: on all of it, or only on its first ``passed`` features when a layer
-    also passes its memory up (Depth-Gated LSTM: [h; c], Grid LSTM: [h; m]; the memory
-    reaches the upper layer's gates as it is, as in both papers' stacks). Returns the top
-    layer's out and the list of the layers' final states."""
+    also passes its memory up (Depth-Gated LSTM: [h; c], Grid LSTM: [h; m]), which then
+    goes up unchanged: dropout regularises the hidden signal, and a masked memory cell
+    would feed the depth gate and the upper memory a cell that never existed. Returns the
+    top layer's out and the list of the layers' final states."""
     finals = []
     for i, layer in enumerate(layers):
         if i and dropout and training:
