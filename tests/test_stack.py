@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 import rnnlab
-from rnnlab.cells.lstm import LSTMCell as LSTMStep
+from rnnlab.cells.lstm import LSTMStep
 from rnnlab.kernels import STATS, use_kernels
 from rnnlab.layers import Recurrent, Stacked, run_stack
 from rnnlab.layers.grid import GridLSTM, load_lstm_weights

@@ -12,7 +12,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from .base import Cell, init_uniform_
+from .base import Cell, init_uniform_, renamed
 
 ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu}
 
@@ -21,7 +21,7 @@ class ElmanState(NamedTuple):
     h: Tensor
 
 
-class ElmanCell(Cell):
+class ElmanStep(Cell):
     State = ElmanState
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
@@ -70,3 +70,7 @@ class ElmanCell(Cell):
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}, nonlinearity={self.nonlinearity!r}"
+
+
+# the old name, deprecated (warns)
+__getattr__ = renamed(__name__, {"ElmanCell": "ElmanStep"})

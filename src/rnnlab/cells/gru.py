@@ -16,14 +16,14 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from .base import Cell, init_uniform_
+from .base import Cell, init_uniform_, renamed
 
 
 class GRUState(NamedTuple):
     h: Tensor
 
 
-class GRUCell(Cell):
+class GRUStep(Cell):
     State = GRUState
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
@@ -74,3 +74,6 @@ class GRUCell(Cell):
         r, z, _ = self.gate_activations(xp, state.h)
         return {"update": z, "reset": r}
 
+
+# the old name, deprecated (warns)
+__getattr__ = renamed(__name__, {"GRUCell": "GRUStep"})

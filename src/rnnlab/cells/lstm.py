@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import Cell, init_uniform_
+from .base import Cell, init_uniform_, renamed
 
 LN_EPS = 1e-5
 
@@ -44,7 +44,7 @@ def _ln(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     return F.layer_norm(x, x.shape[-1:], weight, bias, LN_EPS)
 
 
-class LSTMCell(Cell):
+class LSTMStep(Cell):
     State = LSTMState
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
@@ -172,3 +172,7 @@ class LSTMCell(Cell):
             if getattr(self, name):
                 opts.append(f"{name}={getattr(self, name)}")
         return ", ".join(opts)
+
+
+# the old name, deprecated (warns)
+__getattr__ = renamed(__name__, {"LSTMCell": "LSTMStep"})

@@ -1,6 +1,6 @@
 """Whole-sequence forward and backward of the Clockwork RNN that touch only active modules.
 
-The kernel of ``rnnlab.cells.clockwork.ClockworkCell`` (see there for the equations).
+The kernel of ``rnnlab.cells.clockwork.ClockworkStep`` (see there for the equations).
 Modules are sorted fast -> slow and module i owns hidden units [a_i, b_i). With the
 block-upper-triangular recurrent weight W (H, H), a module reads units [a_i, H), so any
 contiguous run of active modules [a, b) is one GEMM on the rows W[a:b, a:]:
@@ -25,7 +25,7 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
-from ..cells.clockwork import ClockworkCell, ClockworkState
+from ..cells.clockwork import ClockworkState, ClockworkStep
 from ..cells.loop import run_steps
 from . import STATS, recompute, register, same_method
 
@@ -138,14 +138,14 @@ def _weight_grads(ctx, x, h0, w_ih, h_all, dpre):
     return dx, dw_ih, db, dw_hh
 
 
-@register(ClockworkCell)
+@register(ClockworkStep)
 def run_sequence(cell, x: Tensor, state: ClockworkState, lengths: Tensor | None):
     """x (T, B, F) -> out (T, B, H), final state. One shared phase across the batch is
     needed for the kernel; rows out of phase decline (the layer loops)."""
     T, B = x.shape[:2]
     h0, t = state
     if bool((t != t[0]).any()) or not same_method(
-            cell, ClockworkCell, "step", "project_input", "recurrent_weight", "active_mask"):
+            cell, ClockworkStep, "step", "project_input", "recurrent_weight", "active_mask"):
         return None
     STATS["clockwork"] += 1
     plan = make_plan(cell.bounds, cell.periods, int(t[0]), T)

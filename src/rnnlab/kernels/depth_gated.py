@@ -1,4 +1,4 @@
-"""Whole-sequence kernel for ``rnnlab.cells.depth_gated.DepthGatedLSTMCell`` (Yao et al.
+"""Whole-sequence kernel for ``rnnlab.cells.depth_gated.DepthGatedLSTMStep`` (Yao et al.
 2015, "Depth-Gated LSTM"), built on the LSTM kernel (``kernels.lstm``).
 
 The depth gate only adds input-side terms and one diagonal recurrent term to an LSTM:
@@ -16,18 +16,18 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..cells.depth_gated import DepthGatedLSTMCell
+from ..cells.depth_gated import DepthGatedLSTMStep
 from ..cells.loop import run_steps
 from ..cells.lstm import LSTMState
 from . import STATS, recompute, register, same_method, step_mask
 from .lstm import LSTMSequence, Params, Spec
 
 
-@register(DepthGatedLSTMCell)
+@register(DepthGatedLSTMStep)
 def run_sequence(cell, x: Tensor, state, lengths=None):
     """The Depth-Gated LSTM cell over x (T, B, F[+H]) from state; (out, LSTMState)."""
     if (cell.layer_norm or cell.proj_size
-            or not same_method(cell, DepthGatedLSTMCell, "step", "project_input",
+            or not same_method(cell, DepthGatedLSTMStep, "step", "project_input",
                                "activations")):
         return None
     STATS["depth_gated"] += 1

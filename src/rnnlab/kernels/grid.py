@@ -1,5 +1,5 @@
 """Whole-sequence kernel for one layer of the 2-D (time × depth) Grid LSTM
-(``rnnlab.cells.grid.GridLayerCell``; Kalchbrenner, Danihelka & Graves 2015, "Grid Long
+(``rnnlab.cells.grid.GridLayerStep``; Kalchbrenner, Danihelka & Graves 2015, "Grid Long
 Short-Term Memory"), built on the LSTM kernel (``kernels.lstm``).
 
 At step t the block reads H = [h_time_{t-1}; h_depth_t]; h_depth_t and m_depth_t come from
@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..cells.grid import GridBlock, GridLayerCell, GridState
+from ..cells.grid import GridBlock, GridLayerStep, GridState
 from ..cells.loop import run_steps
 from . import STATS, recompute, register, same_method, step_mask
 from .lstm import LSTMSequence, Params, Spec
@@ -38,7 +38,7 @@ def supported(cell) -> bool:
     pri = set(block.priority)
     return (block.dims == ("time", "depth") and block.kinds[0] == "lstm"
             and not ("time" in pri and "depth" not in pri)
-            and same_method(cell, GridLayerCell, "step", "project_input", "_pairs")
+            and same_method(cell, GridLayerStep, "step", "project_input", "_pairs")
             and same_method(block, GridBlock, "forward", "run", "_preact", "_transform",
                             "input_part", "transform_weight"))
 
@@ -48,7 +48,7 @@ def depth_reads_new_time(block) -> bool:
     return "depth" in block.priority and "time" not in block.priority
 
 
-@register(GridLayerCell)
+@register(GridLayerStep)
 def run_sequence(cell, x: Tensor, state, lengths=None):
     """The Grid layer cell over x (T, B, H or 2H) from state; (out, GridState)."""
     if not supported(cell):

@@ -1,4 +1,4 @@
-"""Whole-sequence GRU kernel for ``rnnlab.cells.GRUCell`` (torch.nn.GRU's form, gate order
+"""Whole-sequence GRU kernel for ``rnnlab.cells.GRUStep`` (torch.nn.GRU's form, gate order
 r, z, n), with a hand-derived backward through time.
 
 Forward (T time, B batch, F input, H hidden):
@@ -20,14 +20,14 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from ..cells.gru import GRUCell, GRUState
+from ..cells.gru import GRUState, GRUStep
 from . import STATS, RecurrentGemm, recompute, register, same_method, step_mask
 
 
-@register(GRUCell)
+@register(GRUStep)
 def run_sequence(cell, x: Tensor, state, lengths=None):
     """The GRU cell over x (T, B, F) from state; (out (T, B, H), GRUState)."""
-    if not same_method(cell, GRUCell, "step", "project_input", "gate_activations"):
+    if not same_method(cell, GRUStep, "step", "project_input", "gate_activations"):
         return None
     STATS["gru"] += 1
     mask, full = step_mask(lengths, x.shape[0], x)

@@ -1,4 +1,4 @@
-"""Whole-sequence LSTM kernel for every variant of ``rnnlab.cells.LSTMCell``
+"""Whole-sequence LSTM kernel for every variant of ``rnnlab.cells.LSTMStep``
 (peephole, coupled/CIFG, layer_norm, proj_size, no bias), with a hand-derived backward.
 
 Forward (shapes: T time, B batch, F input, H hidden, P = proj_size or H, G gates):
@@ -21,7 +21,7 @@ from typing import NamedTuple, Optional
 import torch
 from torch import Tensor
 
-from ..cells.lstm import LSTMCell, LSTMState
+from ..cells.lstm import LSTMState, LSTMStep
 from . import STATS, RecurrentGemm, recompute, register, same_method, step_mask
 
 EPS = 1e-5
@@ -62,10 +62,10 @@ def cell_params(cell) -> Params:
                   get("ln_c_weight"), get("ln_c_bias"))
 
 
-@register(LSTMCell)
+@register(LSTMStep)
 def run_sequence(cell, x: Tensor, state, lengths=None):
     """The LSTM cell over x (T, B, F) from state; (out (T, B, P), LSTMState)."""
-    if not same_method(cell, LSTMCell, "step", "project_input", "preactivation",
+    if not same_method(cell, LSTMStep, "step", "project_input", "preactivation",
                        "cell_update", "gate_activations", "normalise_cell"):
         return None
     STATS["lstm"] += 1

@@ -2,7 +2,7 @@
 ``rnnlab.cells.depth_gated``)."""
 from __future__ import annotations
 
-from ..cells.depth_gated import DepthGatedLSTMCell
+from ..cells.depth_gated import DepthGatedLSTMStep
 from .recurrent import Recurrent, Stacked
 
 
@@ -21,7 +21,7 @@ class DepthGatedLSTM(Stacked):
             raise ValueError(f"num_layers must be at least 1, received {num_layers}")
         if not 0 <= dropout <= 1:
             raise ValueError(f"dropout must be in [0, 1], received {dropout}")
-        cells = [DepthGatedLSTMCell(
+        cells = [DepthGatedLSTMStep(
             input_size if k == 0 else hidden_size, hidden_size, bias, device, dtype,
             lower=k > 0, emit_cell=k < num_layers - 1, depth_gate=depth_gate,
             peephole=peephole, coupled=coupled, forget_bias=forget_bias)

@@ -28,9 +28,9 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from .. import kernels
-from ..cells.elman import ElmanCell
-from ..cells.gru import GRUCell as _GRUStep
-from ..cells.lstm import LSTMCell as _LSTMStep
+from ..cells.elman import ElmanStep
+from ..cells.gru import GRUStep
+from ..cells.lstm import LSTMStep
 from .recurrent import check_lengths, repack_output, run_cell, run_stack
 
 
@@ -288,7 +288,7 @@ class RNN(_Front, nn.RNN):
         self._init_front({}, device, dtype)
 
     def _make_cell(self, size_in: int, options: dict, dtype):
-        return ElmanCell(size_in, self.hidden_size, self.bias, self.nonlinearity,
+        return ElmanStep(size_in, self.hidden_size, self.bias, self.nonlinearity,
                          device="meta", dtype=dtype)
 
     def _torch_args(self) -> dict:
@@ -296,7 +296,7 @@ class RNN(_Front, nn.RNN):
 
 
 class LSTM(_Front, nn.LSTM):
-    """LSTM layer: torch.nn.LSTM, plus the variant keywords of ``rnnlab.cells.LSTMCell``:
+    """LSTM layer: torch.nn.LSTM, plus the variant keywords of ``rnnlab.cells.LSTMStep``:
     peephole, coupled, layer_norm, forget_bias."""
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
@@ -310,7 +310,7 @@ class LSTM(_Front, nn.LSTM):
                               forget_bias=float(forget_bias)), device, dtype)
 
     def _make_cell(self, size_in: int, options: dict, dtype):
-        return _LSTMStep(size_in, self.hidden_size, self.bias, device="meta", dtype=dtype,
+        return LSTMStep(size_in, self.hidden_size, self.bias, device="meta", dtype=dtype,
                          proj_size=self.proj_size, **options)
 
     def _torch_args(self) -> dict:
@@ -344,7 +344,7 @@ class GRU(_Front, nn.GRU):
         self._init_front({}, device, dtype)
 
     def _make_cell(self, size_in: int, options: dict, dtype):
-        return _GRUStep(size_in, self.hidden_size, self.bias, device="meta", dtype=dtype)
+        return GRUStep(size_in, self.hidden_size, self.bias, device="meta", dtype=dtype)
 
     def _prefers_kernel(self) -> bool:
         return (self.weight_hh_l0.device.type == "cpu"
@@ -400,7 +400,7 @@ class RNNCell(_CellFront, nn.RNNCell):
                  nonlinearity: str = "tanh", device=None, dtype=None) -> None:
         super().__init__(input_size, hidden_size, bias, nonlinearity, device=device,
                          dtype=dtype)
-        self._init_front(ElmanCell(input_size, hidden_size, bias, nonlinearity,
+        self._init_front(ElmanStep(input_size, hidden_size, bias, nonlinearity,
                                    device="meta", dtype=dtype), {}, device, dtype)
 
     def _torch_args(self) -> dict:
@@ -409,7 +409,7 @@ class RNNCell(_CellFront, nn.RNNCell):
 
 class LSTMCell(_CellFront, nn.LSTMCell):
     """torch.nn.LSTMCell: forward(input, (h, c)=None) -> (h', c'); the variants of
-    ``rnnlab.cells.LSTMCell`` as keywords."""
+    ``rnnlab.cells.LSTMStep`` as keywords."""
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None,
                  dtype=None, *, peephole: bool = False, coupled: bool = False,
@@ -417,7 +417,7 @@ class LSTMCell(_CellFront, nn.LSTMCell):
         super().__init__(input_size, hidden_size, bias, device=device, dtype=dtype)
         options: dict[str, Any] = dict(peephole=peephole, coupled=coupled,
                                        layer_norm=layer_norm, forget_bias=float(forget_bias))
-        self._init_front(_LSTMStep(input_size, hidden_size, bias, device="meta", dtype=dtype,
+        self._init_front(LSTMStep(input_size, hidden_size, bias, device="meta", dtype=dtype,
                                    **options), options, device, dtype)
 
 
@@ -427,7 +427,7 @@ class GRUCell(_CellFront, nn.GRUCell):
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None,
                  dtype=None) -> None:
         super().__init__(input_size, hidden_size, bias, device=device, dtype=dtype)
-        self._init_front(_GRUStep(input_size, hidden_size, bias, device="meta", dtype=dtype),
+        self._init_front(GRUStep(input_size, hidden_size, bias, device="meta", dtype=dtype),
                          {}, device, dtype)
 
 

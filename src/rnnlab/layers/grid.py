@@ -8,7 +8,7 @@
   ``forward(x, state=None, lengths=None) -> (out, state)``. x_t enters by a projection into
   the depth h of the first block (m_depth = 0, §3.4); out_t is the top block's depth h.
   State: GridState(h (L, B, H), m (L, B, H)), the time pairs of the L layers.
-  Registered as ``grid_lstm``. Runs layer by layer, each layer a ``GridLayerCell`` over time
+  Registered as ``grid_lstm``. Runs layer by layer, each layer a ``GridLayerStep`` over time
   (block (t, l) needs (t-1, l) and (t, l-1) only), so the depth input is hoisted per layer.
 - ``GridLSTM3dImage``: rows × columns of image patches × depth; each layer scans the patch
   grid from one corner (cycling over ``directions``), a ReLU layer and a linear head on top.
@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from ..cells.base import check_features, check_shape, shape_str
-from ..cells.grid import GridBlock, GridLayerCell, GridState
+from ..cells.grid import GridBlock, GridLayerStep, GridState
 from .recurrent import repack_output, run_cell, run_stack, unpack_input
 
 
@@ -93,7 +93,7 @@ class GridLSTM(nn.Module):
         self.share_along_depth, self.depth_kind = share_along_depth, depth_kind
         kw = {"device": device, "dtype": dtype}
         self.input_proj = nn.Linear(input_size, hidden_size, bias=bias, **kw)
-        self.cells = _blocks(1 if share_along_depth else num_layers, lambda: GridLayerCell(
+        self.cells = _blocks(1 if share_along_depth else num_layers, lambda: GridLayerStep(
             hidden_size, depth_kind=depth_kind, priority=priority, bias=bias,
             share_across_dims=share_across_dims, output_form=output_form,
             forget_bias=forget_bias, **kw))
@@ -102,7 +102,7 @@ class GridLSTM(nn.Module):
     def output_size(self) -> int:
         return self.hidden_size
 
-    def cell(self, layer: int) -> GridLayerCell:
+    def cell(self, layer: int) -> GridLayerStep:
         return self.cells[0 if self.share_along_depth else layer]
 
     def init_state(self, batch: int, *, device=None, dtype=None) -> GridState:
