@@ -275,7 +275,12 @@ class _Front(_Bound):
 
 
 class RNN(_Front, nn.RNN):
-    """Elman RNN layer: torch.nn.RNN (``nonlinearity='tanh'|'relu'``)."""
+    """Elman RNN layer: torch.nn.RNN (``nonlinearity='tanh'|'relu'``), torch's constructor.
+
+    forward(input, hx=None, lengths=None) -> (output, h_n): input (T, B, F), (B, T, F) with
+    batch_first, (T, F) unbatched or a PackedSequence; hx (L * D, B, H) or None (zeros);
+    lengths (B,) marks the valid steps of a padded input. output (T, B, D * H) in the
+    input's layout, h_n (L * D, B, H)."""
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = False,
@@ -296,8 +301,12 @@ class RNN(_Front, nn.RNN):
 
 
 class LSTM(_Front, nn.LSTM):
-    """LSTM layer: torch.nn.LSTM, plus the variant keywords of ``rnnlab.cells.LSTMStep``:
-    peephole, coupled, layer_norm, forget_bias."""
+    """LSTM layer: torch.nn.LSTM's constructor, plus the variant keywords of
+    ``rnnlab.cells.LSTMStep``: peephole, coupled, layer_norm, forget_bias.
+
+    forward(input, hx=None, lengths=None) -> (output, (h_n, c_n)): input as ``rnnlab.RNN``;
+    hx (h_0 (L * D, B, P), c_0 (L * D, B, H)) or None; output (T, B, D * P), with
+    P = proj_size or H."""
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
@@ -326,7 +335,9 @@ class LSTM(_Front, nn.LSTM):
 
 
 class GRU(_Front, nn.GRU):
-    """GRU layer: torch.nn.GRU."""
+    """GRU layer: torch.nn.GRU, torch's constructor.
+
+    forward(input, hx=None, lengths=None) -> (output, h_n), shapes as ``rnnlab.RNN``."""
 
     #: On CPU, hidden sizes from this one up run rnnlab.kernels.gru: torch's CPU GRU has no
     #: oneDNN path and the kernel beats it there (0.71x fwd+bwd at H=512, T=100, B=64);
@@ -394,7 +405,8 @@ class _CellFront(_Bound):
 
 
 class RNNCell(_CellFront, nn.RNNCell):
-    """torch.nn.RNNCell: forward(input, hx=None) -> h'."""
+    """torch.nn.RNNCell (torch's constructor): forward(input, hx=None) -> h'.
+    input (B, F) or (F,), hx (B, H) or (H,) or None (zeros); h' of hx's shape."""
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
                  nonlinearity: str = "tanh", device=None, dtype=None) -> None:
@@ -408,8 +420,9 @@ class RNNCell(_CellFront, nn.RNNCell):
 
 
 class LSTMCell(_CellFront, nn.LSTMCell):
-    """torch.nn.LSTMCell: forward(input, (h, c)=None) -> (h', c'); the variants of
-    ``rnnlab.cells.LSTMStep`` as keywords."""
+    """torch.nn.LSTMCell (torch's constructor): forward(input, (h, c)=None) -> (h', c');
+    input (B, F) or (F,), h and c (B, H) or (H,); the variants of
+    ``rnnlab.cells.LSTMStep`` as keywords (peephole, coupled, layer_norm, forget_bias)."""
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None,
                  dtype=None, *, peephole: bool = False, coupled: bool = False,
@@ -422,7 +435,8 @@ class LSTMCell(_CellFront, nn.LSTMCell):
 
 
 class GRUCell(_CellFront, nn.GRUCell):
-    """torch.nn.GRUCell: forward(input, hx=None) -> h'."""
+    """torch.nn.GRUCell (torch's constructor): forward(input, hx=None) -> h'.
+    input (B, F) or (F,), hx (B, H) or (H,) or None (zeros); h' of hx's shape."""
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None,
                  dtype=None) -> None:

@@ -75,7 +75,14 @@ class GridLSTM1d(nn.Module):
 
 
 class GridLSTM(nn.Module):
-    """2-D (time × depth) Grid LSTM sequence layer with rnnlab.LSTM's forward contract."""
+    """2-D (time × depth) Grid LSTM sequence layer with rnnlab.LSTM's forward contract:
+    forward(x, state=None, lengths=None) -> (out, GridState(h (L, B, H), m (L, B, H))).
+
+    x (T, B, F) (or (B, T, F) with batch_first, or a PackedSequence), out (T, B, H) the top
+    block's depth h. Options: ``dropout`` (on the depth h between layers),
+    ``share_along_depth`` (one block for every layer, the paper's tied grid),
+    ``share_across_dims``, ``depth_kind`` ("lstm", "identity", "tanh", "relu" or "none"),
+    ``priority``, ``output_form`` ("paper" or "standard"), ``forget_bias``."""
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, *,
                  dropout: float = 0.0, batch_first: bool = False, bias: bool = True,
@@ -100,12 +107,15 @@ class GridLSTM(nn.Module):
 
     @property
     def output_size(self) -> int:
+        """Features of each output step (H)."""
         return self.hidden_size
 
     def cell(self, layer: int) -> GridLayerStep:
+        """The block (as a step) that runs layer ``layer``."""
         return self.cells[0 if self.share_along_depth else layer]
 
     def init_state(self, batch: int, *, device=None, dtype=None) -> GridState:
+        """Zero time pairs for every layer: GridState(h (L, B, H), m (L, B, H))."""
         ref = self.input_proj.weight
         z = torch.zeros(self.num_layers, batch, self.hidden_size,
                         device=device or ref.device, dtype=dtype or ref.dtype)
@@ -124,6 +134,7 @@ class GridLSTM(nn.Module):
         return [GridState(state[0][k], state[1][k]) for k in range(self.num_layers)]
 
     def forward(self, x, state=None, lengths=None):
+        """(out, final state); see the class docstring."""
         x, lengths, packed = unpack_input(x, self.batch_first, lengths)
         check_features(x, self.input_size)
         B, H = x.shape[1], self.hidden_size

@@ -135,7 +135,12 @@ def repack_output(out: Tensor, template: PackedSequence) -> PackedSequence:
 
 
 class Recurrent(nn.Module):
-    """Runs one cell over a sequence: forward(x, state=None, lengths=None) -> (out, state)."""
+    """Runs one cell over a sequence: forward(x, state=None, lengths=None) -> (out, state).
+
+    ``Recurrent(cell, batch_first=False, reverse=False)``. x (T, B, F) (or (B, T, F), or a
+    PackedSequence), state the cell's (None: zeros), lengths (B,) or None; out (T, B, O)
+    in x's layout (a PackedSequence for one) and the final state. ``reverse`` reads each
+    sequence backwards from its own last valid step."""
 
     def __init__(self, cell: Cell, batch_first: bool = False, reverse: bool = False) -> None:
         super().__init__()
@@ -143,12 +148,15 @@ class Recurrent(nn.Module):
 
     @property
     def output_size(self) -> int:
+        """Features of each output step (O)."""
         return self.cell.output_size
 
     def init_state(self, batch: int, **kw):
+        """The zero state for ``batch`` sequences (``device=``, ``dtype=`` optional)."""
         return self.cell.init_state(batch, **kw)
 
     def forward(self, x, state=None, lengths=None):
+        """(out, final state); see the class docstring."""
         x, lengths, packed = unpack_input(x, self.batch_first, lengths)
         out, state = self.run(x, state, lengths)
         if packed is not None:
@@ -168,7 +176,10 @@ class Recurrent(nn.Module):
 
 class Bidirectional(Recurrent):
     """Two cells, one reading forwards and one backwards; outputs concatenated.
-    State: a pair (forward state, backward state)."""
+
+    ``Bidirectional(forward_cell, backward_cell, batch_first=False)``;
+    forward(x, state=None, lengths=None) -> (out (T, B, O_f + O_b), (forward state,
+    backward state)), as ``Recurrent``."""
 
     def __init__(self, forward_cell: Cell, backward_cell: Cell, batch_first: bool = False):
         nn.Module.__init__(self)
@@ -178,9 +189,11 @@ class Bidirectional(Recurrent):
 
     @property
     def output_size(self) -> int:
+        """Features of each output step: both directions' together."""
         return self.fwd.output_size + self.bwd.output_size
 
     def init_state(self, batch: int, **kw):
+        """(forward zero state, backward zero state) for ``batch`` sequences."""
         return (self.fwd.init_state(batch, **kw), self.bwd.init_state(batch, **kw))
 
     def run(self, x, state, lengths):
@@ -193,7 +206,11 @@ class Bidirectional(Recurrent):
 class Stacked(Recurrent):
     """Layers (Recurrent or Bidirectional) on top of each other, with dropout between them
     (``run_stack``; ``passed``: drop out only the first ``passed`` features of what goes
-    up). State: a tuple with one entry per layer."""
+    up). State: a tuple with one entry per layer.
+
+    ``Stacked(layers, dropout=0.0, batch_first=False, passed=None)``;
+    forward(x, state=None, lengths=None) -> (the top layer's out, tuple of final states),
+    as ``Recurrent``."""
 
     def __init__(self, layers: Sequence[Recurrent], dropout: float = 0.0,
                  batch_first: bool = False, passed: int | None = None) -> None:
@@ -203,9 +220,11 @@ class Stacked(Recurrent):
 
     @property
     def output_size(self) -> int:
+        """Features of each output step: the top layer's."""
         return self.layers[-1].output_size
 
     def init_state(self, batch: int, **kw):
+        """One zero state per layer, bottom to top."""
         return tuple(layer.init_state(batch, **kw) for layer in self.layers)
 
     @property
@@ -220,6 +239,7 @@ class Stacked(Recurrent):
         return list(state)
 
     def join_state(self, states: list) -> tuple:
+        """The per-layer states -> this layer's state (the inverse of ``split_state``)."""
         return tuple(states)
 
     def run(self, x, state, lengths):
