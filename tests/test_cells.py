@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 import rnnlab
-from rnnlab.cells import ElmanCell, GRUCell, LSTMCell
+from rnnlab.cells import ElmanStep, GRUStep, LSTMStep
 from rnnlab.layers import Bidirectional, Recurrent, Stacked
 
 sig = torch.sigmoid
@@ -71,7 +71,7 @@ def randomise(module):
 @pytest.mark.parametrize("opts", VARIANTS, ids=lambda o: "-".join(o) or "plain")
 def test_lstm_variant_matches_naive_reference(opts):
     torch.manual_seed(0)
-    cell = LSTMCell(4, 5, **opts).double()
+    cell = LSTMStep(4, 5, **opts).double()
     randomise(cell)
     B, T = 3, 6
     x = torch.randn(T, B, 4, dtype=torch.float64)
@@ -85,20 +85,20 @@ def test_lstm_variant_matches_naive_reference(opts):
 
 def test_forget_bias_initialisation():
     torch.manual_seed(0)
-    a = LSTMCell(3, 4)
+    a = LSTMStep(3, 4)
     torch.manual_seed(0)
-    b = LSTMCell(3, 4, forget_bias=1.0)
+    b = LSTMStep(3, 4, forget_bias=1.0)
     diff = (b.bias_ih - a.bias_ih).detach()
     assert torch.allclose(diff[4:8], torch.ones(4)) and diff[:4].abs().sum() == 0
     assert diff[8:].abs().sum() == 0
     with pytest.raises(ValueError):
-        LSTMCell(3, 4, bias=False, forget_bias=1.0)
+        LSTMStep(3, 4, bias=False, forget_bias=1.0)
 
 
 def test_coupled_and_peephole_parameter_shapes():
-    cell = LSTMCell(3, 4, coupled=True, peephole=True)
+    cell = LSTMStep(3, 4, coupled=True, peephole=True)
     assert cell.weight_ih.shape == (12, 3) and cell.weight_peephole.shape == (2, 4)
-    full = LSTMCell(3, 4, peephole=True)
+    full = LSTMStep(3, 4, peephole=True)
     assert full.weight_ih.shape == (16, 3) and full.weight_peephole.shape == (3, 4)
 
 
@@ -116,8 +116,8 @@ def naive_gru_step(cell, x, h):
 
 def test_gru_and_elman_match_naive_reference():
     torch.manual_seed(0)
-    gru = GRUCell(3, 4).double()
-    rnn = ElmanCell(3, 4, nonlinearity="relu").double()
+    gru = GRUStep(3, 4).double()
+    rnn = ElmanStep(3, 4, nonlinearity="relu").double()
     x = torch.randn(5, 2, 3, dtype=torch.float64)
     h_g = h_r = torch.randn(2, 4, dtype=torch.float64)
     out_g, _ = Recurrent(gru).run(x, (h_g,), None)
@@ -130,10 +130,10 @@ def test_gru_and_elman_match_naive_reference():
         assert torch.allclose(out_r[t], h_r, atol=1e-12)
 
 
-CELLS = [("elman", lambda: ElmanCell(3, 4)),
-         ("elman_relu", lambda: ElmanCell(3, 4, nonlinearity="relu")),
-         ("gru", lambda: GRUCell(3, 4))] + [
-    ("lstm-" + ("-".join(o) or "plain"), (lambda o=o: LSTMCell(3, 4, **o))) for o in VARIANTS]
+CELLS = [("elman", lambda: ElmanStep(3, 4)),
+         ("elman_relu", lambda: ElmanStep(3, 4, nonlinearity="relu")),
+         ("gru", lambda: GRUStep(3, 4))] + [
+    ("lstm-" + ("-".join(o) or "plain"), (lambda o=o: LSTMStep(3, 4, **o))) for o in VARIANTS]
 
 
 @pytest.mark.parametrize("name,make", CELLS, ids=[c[0] for c in CELLS])
@@ -168,9 +168,11 @@ def test_whole_equals_chunks_with_carried_state(arch, fused):
         for chunk in x.split([5, 1, 6]):
             out, state = layer(chunk, state)
             outs.append(out)
-    assert torch.allclose(torch.cat(outs), whole, atol=1e-6)
+    # float32: a chunk's input GEMM rounds differently from the whole sequence's (layer
+    # norm on one thread differs by 2e-6), so the bound is a few float32 ulps of O(1) values
+    assert torch.allclose(torch.cat(outs), whole, atol=1e-5)
     for a, b in zip(rnnlab.layers.map_state(lambda t: t, state), h_whole):
-        assert torch.allclose(a, b, atol=1e-6)
+        assert torch.allclose(a, b, atol=1e-5)
 
 
 def test_generic_containers_match_front():
@@ -229,3 +231,33 @@ def test_tiny_model_learns_delayed_echo(arch):
     with torch.no_grad():
         acc = (head(core(x)[0][delay:]).argmax(-1) == y).float().mean().item()
     assert acc > 0.95, f"{arch} reached only {acc:.2%}"
+
+
+@pytest.mark.parametrize("module, old, new", [
+    ("rnnlab.cells", "LSTMCell", "LSTMStep"), ("rnnlab.cells", "GRUCell", "GRUStep"),
+    ("rnnlab.cells", "ElmanCell", "ElmanStep"), ("rnnlab.cells.lstm", "LSTMCell", "LSTMStep"),
+    ("rnnlab.cells.clockwork", "ClockworkCell", "ClockworkStep"),
+    ("rnnlab.cells.depth_gated", "DepthGatedLSTMCell", "DepthGatedLSTMStep"),
+    ("rnnlab.cells.grid", "GridLayerCell", "GridLayerStep")])
+def test_old_step_names_warn_and_give_the_step_class(module, old, new):
+    import importlib
+    mod = importlib.import_module(module)
+    with pytest.warns(DeprecationWarning, match=f"{old} is deprecated.*{new}"):
+        cls = getattr(mod, old)
+    assert cls is getattr(mod, new)
+    with pytest.raises(AttributeError):
+        mod.NoSuchCell
+
+
+def test_one_public_name_per_concept():
+    """``...Cell`` at the top level is torch's one-step contract, ``...Step`` in
+    rnnlab.cells the step contract; no name means both."""
+    import warnings
+    assert issubclass(rnnlab.LSTMCell, torch.nn.LSTMCell)
+    assert not hasattr(rnnlab.cells.LSTMStep, "_templates")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        names = set(rnnlab.__all__) | set(rnnlab.cells.__all__)
+    assert not any(n.endswith("Step") for n in rnnlab.__all__)
+    assert not any(n.endswith("Cell") and n != "Cell" for n in rnnlab.cells.__all__)
+    assert {"LSTMCell", "GRUCell", "RNNCell", "LSTMStep", "GRUStep", "ElmanStep"} <= names

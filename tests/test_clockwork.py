@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import rnnlab
-from rnnlab.cells.clockwork import ClockworkCell, ClockworkState
+from rnnlab.cells.clockwork import ClockworkState, ClockworkStep
 from rnnlab.kernels.clockwork import ClockworkSequence, make_plan
 from rnnlab.layers.clockwork import ClockworkRNN
 
@@ -108,7 +108,7 @@ def test_inactive_modules_bit_for_bit_unchanged(kernel):
 
 def test_gate_values_are_what_the_step_uses():
     torch.manual_seed(3)
-    cell = ClockworkCell(3, 8, periods=(1, 2, 4, 8), dtype=D)
+    cell = ClockworkStep(3, 8, periods=(1, 2, 4, 8), dtype=D)
     h = torch.randn(2, 8, dtype=D)
     xp = cell.project_input(torch.randn(2, 3, dtype=D))
     for t in range(9):
@@ -150,7 +150,7 @@ def test_chunks_with_lengths_keep_each_row_in_phase():
 
 def test_gradcheck_float64_kernel():
     torch.manual_seed(4)
-    cell = ClockworkCell(2, 5, periods=(1, 2, 3), dtype=D)
+    cell = ClockworkStep(2, 5, periods=(1, 2, 3), dtype=D)
     plan = make_plan(cell.bounds, cell.periods, 1, 7)
     mask = cell.weight_hh_mask
 
@@ -162,7 +162,7 @@ def test_gradcheck_float64_kernel():
 
 
 def test_parameter_count_and_registry():
-    cell = ClockworkCell(0, 11, num_modules=9, periods=[2 ** i for i in range(9)])
+    cell = ClockworkStep(0, 11, num_modules=9, periods=[2 ** i for i in range(9)])
     assert [b - a for a, b in cell.bounds] == [2, 2, 1, 1, 1, 1, 1, 1, 1]
     assert cell.num_parameters() == 68 + 2 * 11        # recurrent blocks + two biases
     layer = rnnlab.build("clockwork_rnn", 3, 8, num_layers=2, batch_first=True, dropout=0.1)
@@ -172,9 +172,9 @@ def test_parameter_count_and_registry():
 
 def test_bad_input_is_named():
     with pytest.raises(ValueError, match="non-decreasing"):
-        ClockworkCell(2, 4, periods=(2, 1))
+        ClockworkStep(2, 4, periods=(2, 1))
     with pytest.raises(ValueError, match="num_modules"):
-        ClockworkCell(2, 3, num_modules=4)
+        ClockworkStep(2, 3, num_modules=4)
     m = ClockworkRNN(2, 4, num_modules=2)
     bad = (ClockworkState(torch.zeros(3, 4), torch.zeros(3)),)
     with pytest.raises(ValueError, match=r"state.t must be an integer tensor of shape \(3,\)"):

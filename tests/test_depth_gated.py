@@ -5,7 +5,7 @@ import torch
 from torch.func import functional_call
 
 import rnnlab
-from rnnlab.cells.depth_gated import DepthGatedLSTMCell
+from rnnlab.cells.depth_gated import DepthGatedLSTMStep
 from rnnlab.cells.lstm import LSTMState
 from rnnlab.layers.depth_gated import DepthGatedLSTM
 
@@ -94,7 +94,7 @@ def test_depth_gate_off_equals_stacked_lstm(batch_first):
 @pytest.mark.parametrize("lower", [False, True])
 def test_gate_values_are_what_the_step_uses(lower):
     torch.manual_seed(2)
-    cell = DepthGatedLSTMCell(3, 4, lower=lower, peephole=True, dtype=D)
+    cell = DepthGatedLSTMStep(3, 4, lower=lower, peephole=True, dtype=D)
     with torch.no_grad():
         cell.weight_ld.mul_(4.0)                         # make the depth path matter
     x = torch.randn(2, 3 + (4 if lower else 0), dtype=D)

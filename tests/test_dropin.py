@@ -239,6 +239,50 @@ def test_double_backward_through_kernels_equals_the_loop(arch, kw):
     assert sum(a.abs().sum() for a in fast) > 0
 
 
+@pytest.mark.parametrize("arch, kw", [("gru", {}), ("lstm", {"peephole": True}),
+                                      ("clockwork_rnn", {"num_modules": 2}),
+                                      ("depth_gated_lstm", {}),
+                                      ("grid_lstm", {"depth_kind": "tanh"}),
+                                      ("grid_lstm", {"priority": ()})])
+def test_double_backward_with_lengths_and_state_equals_the_loop(arch, kw):
+    torch.manual_seed(1)
+    H = 256 if arch == "gru" else 8
+    m = rnnlab.build(arch, 4, H, 2, **kw).double()
+    x = torch.randn(5, 3, 4, dtype=torch.float64, requires_grad=True)
+    lengths = torch.tensor([5, 3, 2])
+
+    def penalty_grad():
+        out, state = m(x, lengths=lengths)
+        total = out.pow(2).sum() + sum(t.pow(2).sum() for t in _tensors(state))
+        g, = torch.autograd.grad(total, x, create_graph=True)
+        return torch.autograd.grad(g.pow(2).sum(), [x, *m.parameters()])
+
+    calls = sum(STATS.values())
+    fast = penalty_grad()
+    assert sum(STATS.values()) > calls
+    with use_kernels(False):
+        ref = penalty_grad()
+    for a, b in zip(fast, ref):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+
+
+def _tensors(state):
+    if isinstance(state, torch.Tensor):
+        return [state] if state.is_floating_point() else []
+    return [t for s in state for t in _tensors(s)]
+
+
+def test_plain_backward_runs_the_hand_written_kernel_backward(monkeypatch):
+    from rnnlab.kernels import recompute
+    calls = []
+    monkeypatch.setattr(recompute.Reference, "grads",
+                        lambda *a: calls.append(1) or pytest.fail("recomputed"))
+    m = rnnlab.build("lstm", 4, 8, 2, peephole=True)
+    x = torch.randn(5, 3, 4, requires_grad=True)
+    m(x)[0].sum().backward()
+    assert x.grad.abs().sum() > 0 and not calls
+
+
 def test_double_backward_of_the_gru_kernel_matches_torch():
     ours, theirs = both("GRU", 4, 256)
     x = torch.randn(5, 3, 4, dtype=torch.float64, requires_grad=True)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import rnnlab
-from rnnlab.cells.grid import GridBlock, GridLayerCell, GridState
+from rnnlab.cells.grid import GridBlock, GridLayerStep, GridState
 from rnnlab.layers.grid import GridLSTM, GridLSTM1d, GridLSTM3dImage, load_lstm_weights
 
 D64 = torch.float64
@@ -163,7 +163,7 @@ def test_bad_configuration_errors():
 @pytest.mark.parametrize("form", ["paper", "standard"])
 def test_gate_values_are_the_ones_the_step_uses(form):
     torch.manual_seed(3)
-    cell = GridLayerCell(5, output_form=form, dtype=D64)
+    cell = GridLayerStep(5, output_form=form, dtype=D64)
     x = torch.randn(2, cell.input_size, dtype=D64)
     state = GridState(*(torch.randn(2, 5, dtype=D64) for _ in range(2)))
     xp = cell.project_input(x)

@@ -1,11 +1,11 @@
 """The Grid LSTM whole-sequence kernel (rnnlab.kernels.grid) equals the step-by-step loop
-of rnnlab.cells.grid.GridLayerCell: outputs, final states and every gradient."""
+of rnnlab.cells.grid.GridLayerStep: outputs, final states and every gradient."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from rnnlab.cells.grid import GridLayerCell, GridState
+from rnnlab.cells.grid import GridLayerStep, GridState
 from rnnlab.kernels import STATS, use_kernels
 from rnnlab.layers import run_cell
 from rnnlab.layers.grid import GridLSTM
@@ -130,7 +130,7 @@ def test_batch_first_packed_input_matches_loop():
 class Layer(torch.nn.Module):
     """A cell over a sequence as a module, so functional_call can pass its weights."""
 
-    def __init__(self, cell: GridLayerCell) -> None:
+    def __init__(self, cell: GridLayerStep) -> None:
         super().__init__()
         self.cell = cell
 
@@ -142,7 +142,7 @@ class Layer(torch.nn.Module):
 @pytest.mark.parametrize("form", ["paper", "standard"])
 def test_gradcheck_float64(form):
     torch.manual_seed(2)
-    layer = Layer(GridLayerCell(3, output_form=form, dtype=D64))
+    layer = Layer(GridLayerStep(3, output_form=form, dtype=D64))
     names = [n for n, _ in layer.named_parameters()]
     params = [p.detach().clone().requires_grad_() for p in layer.parameters()]
     x = torch.randn(4, 2, 6, dtype=D64, requires_grad=True)
@@ -157,7 +157,7 @@ def test_gradcheck_float64(form):
     assert STATS["grid"] > before
 
 
-class OtherStep(GridLayerCell):
+class OtherStep(GridLayerStep):
     """A subclass that changes the step: must not be run by the kernel."""
 
     def step(self, xp, state):
@@ -169,7 +169,7 @@ class OtherStep(GridLayerCell):
 def test_unsupported_configs_run_the_loop_and_agree(unsupported):
     torch.manual_seed(3)
     if unsupported == "time_kind":
-        cell = GridLayerCell(H, time_kind="tanh", dtype=D64)
+        cell = GridLayerStep(H, time_kind="tanh", dtype=D64)
     else:
         cell = OtherStep(H, dtype=D64)
     x = torch.randn(T, B, 2 * H, dtype=D64)

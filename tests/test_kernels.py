@@ -12,7 +12,7 @@ import torch
 from torch.autograd import gradcheck
 
 import rnnlab
-from rnnlab.cells import GRUCell, LSTMCell
+from rnnlab.cells import GRUStep, LSTMStep
 from rnnlab.kernels import STATS, use_kernels
 from rnnlab.layers import run_cell
 
@@ -63,7 +63,7 @@ def _compare(cell, dtype, lengths, reverse, F=4, T=5, B=3):
 @pytest.mark.parametrize("lengths,reverse", CASES)
 @pytest.mark.parametrize("opts", LSTM_VARIANTS, ids=lambda o: "-".join(o) or "plain")
 def test_lstm_kernel_equals_step_loop(opts, lengths, reverse, dtype):
-    cell = _perturbed(LSTMCell(4, 6, dtype=dtype, **opts))
+    cell = _perturbed(LSTMStep(4, 6, dtype=dtype, **opts))
     _compare(cell, dtype, lengths, reverse)
 
 
@@ -71,7 +71,7 @@ def test_lstm_kernel_equals_step_loop(opts, lengths, reverse, dtype):
 @pytest.mark.parametrize("lengths,reverse", CASES)
 @pytest.mark.parametrize("bias", [True, False])
 def test_gru_kernel_equals_step_loop(bias, lengths, reverse, dtype):
-    cell = _perturbed(GRUCell(4, 6, bias=bias, dtype=dtype))
+    cell = _perturbed(GRUStep(4, 6, bias=bias, dtype=dtype))
     _compare(cell, dtype, lengths, reverse)
 
 
@@ -92,7 +92,7 @@ def _gradcheck(cell, lengths):
                          ids=["ln-peep-proj", "cifg-peep"])
 def test_lstm_kernel_gradcheck(opts):
     torch.manual_seed(0)
-    cell = _perturbed(LSTMCell(3, 4, dtype=torch.float64, **opts))
+    cell = _perturbed(LSTMStep(3, 4, dtype=torch.float64, **opts))
     before = STATS["lstm"]
     _gradcheck(cell, torch.tensor([4, 2]))
     assert STATS["lstm"] > before
@@ -100,7 +100,7 @@ def test_lstm_kernel_gradcheck(opts):
 
 def test_gru_kernel_gradcheck():
     torch.manual_seed(0)
-    cell = _perturbed(GRUCell(3, 4, dtype=torch.float64))
+    cell = _perturbed(GRUStep(3, 4, dtype=torch.float64))
     before = STATS["gru"]
     _gradcheck(cell, torch.tensor([3, 4]))
     assert STATS["gru"] > before
@@ -128,7 +128,7 @@ def test_fast_path_is_used_by_fronts_and_registry():
 
 
 def test_subclass_with_new_step_runs_its_own_step():
-    class Doubled(LSTMCell):
+    class Doubled(LSTMStep):
         def step(self, xp, state):
             out, st = super().step(xp, state)
             return 2 * out, st
@@ -163,7 +163,7 @@ def test_gru_front_matches_torch_gru_with_packing():
         torch.testing.assert_close(a.grad, b.grad, msg=n)
 
 
-@pytest.mark.parametrize("cell", [LSTMCell(3, 4, layer_norm=True), GRUCell(3, 4)],
+@pytest.mark.parametrize("cell", [LSTMStep(3, 4, layer_norm=True), GRUStep(3, 4)],
                          ids=["lstm", "gru"])
 def test_backward_twice_with_retained_graph(cell):
     x = torch.randn(5, 2, 3, requires_grad=True)
@@ -182,8 +182,8 @@ def test_backward_twice_with_retained_graph(cell):
     (lambda: rnnlab.RNN(5, 6, 2, nonlinearity="relu"), ["elman-fused"] * 2),
     (lambda: rnnlab.GRU(5, 6, 2), ["cell.step"] * 2),
     (lambda: rnnlab.build("clockwork_rnn", 5, 8, num_modules=2), ["cell.step"]),
-    (lambda: rnnlab.Stacked([rnnlab.Recurrent(LSTMCell(5, 6)),
-                             rnnlab.Recurrent(LSTMCell(6, 6))]), ["lstm-fused"] * 2),
+    (lambda: rnnlab.Stacked([rnnlab.Recurrent(LSTMStep(5, 6)),
+                             rnnlab.Recurrent(LSTMStep(6, 6))]), ["lstm-fused"] * 2),
 ], ids=["lstm", "lstm-proj", "lstm-ln-peep", "rnn-relu", "gru", "clockwork", "stacked"])
 def test_stepper_equals_whole_sequence_forward(make, kinds):
     from rnnlab.stepper import Stepper
@@ -214,7 +214,7 @@ def _flat(state):
 def test_stepper_bare_cell_and_bidirectional_refused():
     from rnnlab.stepper import Stepper
 
-    cell = LSTMCell(3, 4)
+    cell = LSTMStep(3, 4)
     x = torch.randn(2, 3)
     out, st = Stepper(cell)(x)
     ref, ref_st = cell(x)
@@ -243,8 +243,8 @@ def test_bench_command_runs_tiny(tmp_path):
     assert len(merged["runs"]) == 2
 
 
-@pytest.mark.parametrize("cell", [LSTMCell(16, 64, layer_norm=True, peephole=True),
-                                  LSTMCell(16, 80, coupled=True), GRUCell(16, 80)],
+@pytest.mark.parametrize("cell", [LSTMStep(16, 64, layer_norm=True, peephole=True),
+                                  LSTMStep(16, 80, coupled=True), GRUStep(16, 80)],
                          ids=["lstm-ln-peep", "lstm-cifg", "gru"])
 def test_packed_onednn_gemm_path_float32(cell):
     """Weights big enough for the oneDNN packed per-step GEMM (float32, CPU)."""
@@ -283,7 +283,7 @@ def test_depth_gated_kernel_equals_step_loop(opts, lengths):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("cell", [LSTMCell(3, 4, peephole=True), GRUCell(3, 4)],
+@pytest.mark.parametrize("cell", [LSTMStep(3, 4, peephole=True), GRUStep(3, 4)],
                          ids=["lstm", "gru"])
 def test_empty_sequence_keeps_state(cell):
     state = type(cell.init_state(2))(*(torch.randn_like(s) for s in cell.init_state(2)))

@@ -19,7 +19,7 @@ CUDA = torch.cuda.is_available()
 if not CUDA:
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-from rnnlab.cells import GRUCell, LSTMCell  # noqa: E402
+from rnnlab.cells import GRUStep, LSTMStep  # noqa: E402
 from rnnlab.kernels import STATS, gru, lstm, use_kernels  # noqa: E402
 from rnnlab.kernels import triton_gates as tg  # noqa: E402
 from rnnlab.layers import run_cell  # noqa: E402
@@ -151,7 +151,7 @@ LSTM_OPTS = [{}, {"peephole": True}, {"coupled": True}, {"coupled": True, "peeph
 @pytest.mark.parametrize("opts", LSTM_OPTS, ids=lambda o: "-".join(o) or "plain")
 def test_lstm_sequence_with_triton_gates_equals_step_loop(opts, lengths, reverse,
                                                           monkeypatch):
-    used = _sequence_case(LSTMCell(4, 6, **opts), lengths, reverse, monkeypatch)
+    used = _sequence_case(LSTMStep(4, 6, **opts), lengths, reverse, monkeypatch)
     assert used == (0 if opts.get("layer_norm") else 2)      # forward and backward loop
 
 
@@ -160,7 +160,7 @@ def test_lstm_sequence_with_triton_gates_equals_step_loop(opts, lengths, reverse
 @pytest.mark.parametrize("bias", [True, False])
 def test_gru_sequence_with_triton_gates_equals_step_loop(bias, lengths, reverse,
                                                          monkeypatch):
-    assert _sequence_case(GRUCell(4, 6, bias=bias), lengths, reverse, monkeypatch) == 2
+    assert _sequence_case(GRUStep(4, 6, bias=bias), lengths, reverse, monkeypatch) == 2
 
 
 _COMPILE_SM90 = """
@@ -206,7 +206,7 @@ def test_cpu_never_takes_the_triton_path(monkeypatch):
     assert tg.lstm_gates(spec, A, None, any_device=True) is None
     assert tg.gru_gates(A[..., :6], any_device=True) is None
     before = STATS["triton"]
-    cell = LSTMCell(3, 4)
+    cell = LSTMStep(3, 4)
     run_cell(cell, torch.randn(4, 2, 3), cell.init_state(2))
     assert STATS["triton"] == before
 
@@ -214,10 +214,10 @@ def test_cpu_never_takes_the_triton_path(monkeypatch):
 @pytest.mark.gpu
 @pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
 @pytest.mark.parametrize("make", [
-    lambda: LSTMCell(16, 32), lambda: LSTMCell(16, 32, peephole=True),
-    lambda: LSTMCell(16, 32, coupled=True), lambda: LSTMCell(16, 32, coupled=True,
+    lambda: LSTMStep(16, 32), lambda: LSTMStep(16, 32, peephole=True),
+    lambda: LSTMStep(16, 32, coupled=True), lambda: LSTMStep(16, 32, coupled=True,
                                                               peephole=True),
-    lambda: LSTMCell(16, 32, proj_size=8), lambda: GRUCell(16, 32)],
+    lambda: LSTMStep(16, 32, proj_size=8), lambda: GRUStep(16, 32)],
     ids=["plain", "peephole", "coupled", "coupled-peephole", "proj", "gru"])
 def test_cuda_sequence_with_triton_equals_cpu_float64(make):
     if tg.triton is None:

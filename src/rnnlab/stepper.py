@@ -25,8 +25,8 @@ import torch
 from torch import Tensor, nn
 
 from .cells.base import Cell
-from .cells.elman import ACTIVATIONS, ElmanCell
-from .cells.lstm import LSTMCell, LSTMState
+from .cells.elman import ACTIVATIONS, ElmanStep
+from .cells.lstm import LSTMState, LSTMStep
 from .kernels import same_method
 
 
@@ -46,7 +46,7 @@ def _cells_of(core: nn.Module) -> list[Cell]:
                      f"cell")
 
 
-def _lstm_step(cell: LSTMCell) -> Callable:
+def _lstm_step(cell: LSTMStep) -> Callable:
     """Plain LSTM (optionally with proj_size): one GEMV over [x; h] per step."""
     H = cell.hidden_size
     w = torch.cat([cell.weight_ih, cell.weight_hh], 1).detach().t().contiguous()
@@ -68,7 +68,7 @@ def _lstm_step(cell: LSTMCell) -> Callable:
     return step
 
 
-def _elman_step(cell: ElmanCell) -> Callable:
+def _elman_step(cell: ElmanStep) -> Callable:
     w = torch.cat([cell.weight_ih, cell.weight_hh], 1).detach().t().contiguous()
     b = None if cell.bias_ih is None else (cell.bias_ih + cell.bias_hh).detach()
     act = ACTIVATIONS[cell.nonlinearity]
@@ -89,11 +89,11 @@ def _generic_step(cell: Cell) -> Callable:
 def make_step(cell: Cell) -> Callable:
     """The fastest correct single-step function for one cell; its ``kind`` attribute
     names the path ("lstm-fused", "elman-fused" or "cell.step")."""
-    if isinstance(cell, LSTMCell) and cell.is_plain and same_method(
-            cell, LSTMCell, "step", "project_input", "preactivation", "cell_update",
+    if isinstance(cell, LSTMStep) and cell.is_plain and same_method(
+            cell, LSTMStep, "step", "project_input", "preactivation", "cell_update",
             "gate_activations", "normalise_cell"):
         step, kind = _lstm_step(cell), "lstm-fused"
-    elif isinstance(cell, ElmanCell) and same_method(cell, ElmanCell, "step", "project_input",
+    elif isinstance(cell, ElmanStep) and same_method(cell, ElmanStep, "step", "project_input",
                                                      "preactivation"):
         step, kind = _elman_step(cell), "elman-fused"
     else:

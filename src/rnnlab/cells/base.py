@@ -16,7 +16,9 @@ so ``cell(x_t, state) == cell.step(cell.project_input(x_t), state)`` by construc
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+import sys
+import warnings
+from typing import Any, Callable, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -123,3 +125,17 @@ def init_uniform_(module: nn.Module, hidden_size: int) -> None:
     bound = 1.0 / hidden_size**0.5 if hidden_size > 0 else 0.0
     for p in module.parameters(recurse=False):
         nn.init.uniform_(p, -bound, bound)
+
+
+def renamed(module: str, names: dict[str, str]) -> Callable[[str], Any]:
+    """A module ``__getattr__`` that still serves the old names of renamed step classes
+    (``names``: old -> new), with a DeprecationWarning. The step classes are ``...Step``;
+    ``rnnlab.RNNCell/LSTMCell/GRUCell`` are torch.nn's one-step contract."""
+    def __getattr__(name: str) -> Any:
+        if name in names:
+            warnings.warn(f"{module}.{name} is deprecated: it is now {module}.{names[name]} "
+                          f"(the step contract); rnnlab.RNNCell/LSTMCell/GRUCell are "
+                          f"torch.nn's one-step modules", DeprecationWarning, stacklevel=2)
+            return getattr(sys.modules[module], names[name])
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+    return __getattr__

@@ -28,8 +28,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .base import check_shape, shape_str
-from .elman import ACTIVATIONS, ElmanCell
+from .base import check_shape, renamed, shape_str
+from .elman import ACTIVATIONS, ElmanStep
 
 
 class ClockworkState(NamedTuple):
@@ -64,7 +64,7 @@ def check_periods(periods, num_modules: int | None) -> tuple[int, ...]:
     return periods
 
 
-class ClockworkCell(ElmanCell):
+class ClockworkStep(ElmanStep):
     """An Elman cell whose units update on their module's clock (same parameters)."""
     State = ClockworkState
 
@@ -84,7 +84,7 @@ class ClockworkCell(ElmanCell):
 
     def reset_parameters(self) -> None:
         super().reset_parameters()
-        if hasattr(self, "weight_hh_mask"):          # not yet during ElmanCell.__init__
+        if hasattr(self, "weight_hh_mask"):          # not yet during ElmanStep.__init__
             with torch.no_grad():
                 self.weight_hh.mul_(self.weight_hh_mask)
 
@@ -140,3 +140,7 @@ class ClockworkCell(ElmanCell):
     def extra_repr(self) -> str:
         return (f"{self.input_size}, {self.hidden_size}, periods={self.periods}, "
                 f"nonlinearity={self.nonlinearity!r}")
+
+
+# the old name, deprecated (warns)
+__getattr__ = renamed(__name__, {"ClockworkCell": "ClockworkStep"})

@@ -5,7 +5,7 @@ through a depth gate d (diagonal weights on both cells):
 
     d_t     = σ(b_d + W_xd x_t + w_cd ⊙ c_{t-1}^L + w_ld ⊙ l_t)
     c_t^L   = f_t ⊙ c_{t-1}^L + i_t ⊙ tanh(W_xc x_t + W_hc h_{t-1} + b_c) + d_t ⊙ l_t
-    h_t^L   = o_t ⊙ tanh(c_t^L),     i, f, o as in the LSTM (rnnlab.cells.LSTMCell)
+    h_t^L   = o_t ⊙ tanh(c_t^L),     i, f, o as in the LSTM (rnnlab.cells.LSTMStep)
 
 where x_t = h_t^{L-1} and l_t = c_t^{L-1}, the lower layer's new cell. The bottom layer has
 no lower cell: it uses a learned linear projection of its input, l_t = W_lx x_t (no bias),
@@ -18,7 +18,7 @@ Both are off by default. Gate order in the fused weights is torch's i, f, g, o (
 coupled). Layer L needs c_t^{L-1} for every t, which is known once layer L-1 has run over
 the whole sequence, so layers run one after another: a non-top cell emits [h_t; c_t].
 
-Parameters (H hidden, F features): LSTMCell's weight_ih (GH, F), weight_hh (GH, H),
+Parameters (H hidden, F features): LSTMStep's weight_ih (GH, F), weight_hh (GH, H),
 bias_ih, bias_hh (GH,), weight_peephole; depth gate weight_xd (H, F), bias_d (H,),
 weight_cd (H,), weight_ld (H,); bottom layer weight_lx (H, F).
 Cell input (B, F) at the bottom, (B, F + H) = [h^{L-1}; c^{L-1}] above.
@@ -29,10 +29,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .lstm import LSTMCell, LSTMState
+from .base import renamed
+from .lstm import LSTMState, LSTMStep
 
 
-class DepthGatedLSTMCell(LSTMCell):
+class DepthGatedLSTMStep(LSTMStep):
     """One layer of a Depth-Gated LSTM. ``lower=True``: the input carries the lower cell
     after the F features; ``emit_cell=True``: out_t = [h_t; c_t] for the layer above."""
 
@@ -127,3 +128,7 @@ class DepthGatedLSTMCell(LSTMCell):
             if getattr(self, name) is not False and getattr(self, name) != 0.0:
                 opts.append(f"{name}={getattr(self, name)}")
         return ", ".join(opts)
+
+
+# the old name, deprecated (warns)
+__getattr__ = renamed(__name__, {"DepthGatedLSTMCell": "DepthGatedLSTMStep"})

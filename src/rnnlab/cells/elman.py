@@ -12,16 +12,22 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from .base import Cell, init_uniform_
+from .base import Cell, init_uniform_, renamed
 
 ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu}
 
 
 class ElmanState(NamedTuple):
+    """An Elman cell's state: the hidden vector h (B, H)."""
     h: Tensor
 
 
-class ElmanCell(Cell):
+class ElmanStep(Cell):
+    """One Elman RNN step (the step contract; ``rnnlab.RNNCell`` is torch's).
+
+    ``ElmanStep(input_size, hidden_size, bias=True, nonlinearity="tanh")``;
+    ``step(xp (B, H), ElmanState) -> (h' (B, H), ElmanState(h'))`` with xp from
+    ``project_input(x (..., F)) -> (..., H)``."""
     State = ElmanState
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
@@ -43,6 +49,7 @@ class ElmanCell(Cell):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        """torch.nn.RNNCell's initialisation: every parameter U(-1/sqrt(H), 1/sqrt(H))."""
         init_uniform_(self, self.hidden_size)
 
     def state_shapes(self):
@@ -57,6 +64,7 @@ class ElmanCell(Cell):
         return h, ElmanState(h)
 
     def preactivation(self, xp: Tensor, h: Tensor) -> Tensor:
+        """xp (B, H) + W_hh h + b_hh: the argument of the activation, (B, H)."""
         pre = xp + h @ self.weight_hh.t()                             # (B, H)
         return pre + self.bias_hh if self.bias else pre
 
@@ -70,3 +78,7 @@ class ElmanCell(Cell):
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}, nonlinearity={self.nonlinearity!r}"
+
+
+# the old name, deprecated (warns)
+__getattr__ = renamed(__name__, {"ElmanCell": "ElmanStep"})

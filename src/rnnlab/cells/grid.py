@@ -33,7 +33,7 @@ pre-activation plus the biases (one GEMM for a whole sequence); pass it as ``pre
 U(-1/sqrt(N d), 1/sqrt(N d)), N d being the fan-in).
 
 Shapes: h_i, m_i (B, d); pre (B, ΣG) with G = 4d per LSTM dimension, d per non-LSTM one.
-``GridLayerCell`` wraps a 2-D (time, depth) block in the rnnlab cell contract.
+``GridLayerStep`` wraps a 2-D (time, depth) block in the rnnlab cell contract.
 """
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import Cell, init_uniform_
+from .base import Cell, init_uniform_, renamed
 
 KINDS = ("lstm", "identity", "tanh", "relu", "none")
 OUTPUT_FORMS = ("paper", "standard")
@@ -230,7 +230,7 @@ def _validate(dims: tuple, kinds: list, priority: tuple, output_form: str) -> No
         raise ValueError(f"output_form must be one of {OUTPUT_FORMS}, received {output_form!r}")
 
 
-class GridLayerCell(Cell):
+class GridLayerStep(Cell):
     """One block of a 2-D (time, depth) Grid LSTM as a time step of the cell contract.
 
     State: GridState(h, m) along time (B, d). Input x_t: what comes up along depth,
@@ -287,3 +287,6 @@ class GridLayerCell(Cell):
     def extra_repr(self) -> str:
         return f"{self.hidden_size}"
 
+
+# the old name, deprecated (warns)
+__getattr__ = renamed(__name__, {"GridLayerCell": "GridLayerStep"})

@@ -16,14 +16,19 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from .base import Cell, init_uniform_
+from .base import Cell, init_uniform_, renamed
 
 
 class GRUState(NamedTuple):
+    """A GRU's state: the hidden vector h (B, H)."""
     h: Tensor
 
 
-class GRUCell(Cell):
+class GRUStep(Cell):
+    """One GRU step (the step contract; ``rnnlab.GRUCell`` is torch's).
+
+    ``GRUStep(input_size, hidden_size, bias=True)``; ``step(xp (B, 3H), GRUState) ->
+    (h' (B, H), GRUState(h'))`` with xp from ``project_input(x (..., F)) -> (..., 3H)``."""
     State = GRUState
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
@@ -42,6 +47,7 @@ class GRUCell(Cell):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        """torch.nn.GRUCell's initialisation: every parameter U(-1/sqrt(H), 1/sqrt(H))."""
         init_uniform_(self, self.hidden_size)
 
     def state_shapes(self):
@@ -74,3 +80,6 @@ class GRUCell(Cell):
         r, z, _ = self.gate_activations(xp, state.h)
         return {"update": z, "reset": r}
 
+
+# the old name, deprecated (warns)
+__getattr__ = renamed(__name__, {"GRUCell": "GRUStep"})

@@ -28,8 +28,10 @@ def masked_update(mask_b: Tensor, new: Any, old: Any) -> Any:
                        for n, o in zip(new, old)))
 
 
-def run_steps(cell: Cell, x: Tensor, state: Any, lengths: Tensor | None = None):
-    """``cell`` over x (T, B, F) from ``state``: out (T, B, O) and the final state."""
+def run_steps(cell: Cell, x: Tensor, state: Any, lengths: Tensor | None = None,
+              states: list | None = None):
+    """``cell`` over x (T, B, F) from ``state``: out (T, B, O) and the final state.
+    A list given as ``states`` receives the state after every step."""
     T = x.shape[0]
     xp = cell.project_input(x)                                        # (T, B, G)
     full = T if lengths is None else int(lengths.min())               # steps valid for all
@@ -43,6 +45,8 @@ def run_steps(cell: Cell, x: Tensor, state: Any, lengths: Tensor | None = None):
             out = out * m[:, None].to(out.dtype)
         state = new
         outs.append(out)
+        if states is not None:
+            states.append(state)
     if not outs:
         return x.new_zeros(0, x.shape[1], cell.output_size), state
     return torch.stack(outs), state

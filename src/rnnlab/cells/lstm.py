@@ -30,12 +30,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import Cell, init_uniform_
+from .base import Cell, init_uniform_, renamed
 
 LN_EPS = 1e-5
 
 
 class LSTMState(NamedTuple):
+    """An LSTM's state: the output h (B, P) and the memory cell c (B, H)."""
     h: Tensor
     c: Tensor
 
@@ -44,7 +45,13 @@ def _ln(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     return F.layer_norm(x, x.shape[-1:], weight, bias, LN_EPS)
 
 
-class LSTMCell(Cell):
+class LSTMStep(Cell):
+    """One LSTM step, any variant (the step contract; ``rnnlab.LSTMCell`` is torch's).
+
+    ``LSTMStep(input_size, hidden_size, bias=True, *, proj_size=0, peephole=False,
+    coupled=False, layer_norm=False, forget_bias=0.0)``; ``step(xp (B, GH), LSTMState) ->
+    (h' (B, P), LSTMState(h', c'))`` with xp from ``project_input(x (..., F)) -> (..., GH)``
+    (the module docstring has the equations and shapes)."""
     State = LSTMState
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
@@ -93,6 +100,8 @@ class LSTMCell(Cell):
         return not (self.peephole or self.coupled or self.layer_norm)
 
     def reset_parameters(self) -> None:
+        """torch.nn.LSTMCell's initialisation (U(-1/sqrt(H), 1/sqrt(H))), then the
+        variant's: layer-norm gains 1 and shifts 0, ``forget_bias`` on the forget gate."""
         init_uniform_(self, self.hidden_size)
         if self.layer_norm:
             for name in ("ln_ih_weight", "ln_hh_weight", "ln_c_weight"):
@@ -163,6 +172,7 @@ class LSTMCell(Cell):
         return {"input": i, "forget": f, "output": o}
 
     def normalise_cell(self, c: Tensor) -> Tensor:
+        """c (B, H) as the output gate reads it: LN(c) γ_c + β_c with layer_norm, else c."""
         return _ln(c, self.ln_c_weight, self.ln_c_bias) if self.layer_norm else c
 
 
@@ -172,3 +182,7 @@ class LSTMCell(Cell):
             if getattr(self, name):
                 opts.append(f"{name}={getattr(self, name)}")
         return ", ".join(opts)
+
+
+# the old name, deprecated (warns)
+__getattr__ = renamed(__name__, {"LSTMCell": "LSTMStep"})

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from ..cells.base import Cell
-from ..cells.clockwork import ClockworkCell
+from ..cells.clockwork import ClockworkStep
 from ..cells.grid import GridState
 from ..layers.grid import GridLSTM
 from ..models.lm import LanguageModel
@@ -47,7 +47,7 @@ def core_cells(core: nn.Module) -> tuple[str, list[Cell]]:
                      f"cells (an rnnlab front, a stack of recurrent layers) or a Grid LSTM")
 
 
-def _clock_modulus(cell: ClockworkCell) -> int:
+def _clock_modulus(cell: ClockworkStep) -> int:
     return math.lcm(*cell.periods)
 
 
@@ -65,7 +65,7 @@ class StepFunction(nn.Module):
             for name, shape in cell.state_shapes().items():
                 size = math.prod(shape) if shape else 1
                 entry = {"name": f"layer{k}.{name}", "offset": offset, "size": size}
-                if isinstance(cell, ClockworkCell) and name == "t":
+                if isinstance(cell, ClockworkStep) and name == "t":
                     entry["note"] = (f"step counter modulo {_clock_modulus(cell)} "
                                      f"(lcm of the periods), stored as a float")
                 self.layout.append(entry)
@@ -80,7 +80,7 @@ class StepFunction(nn.Module):
             for name, shape in cell.state_shapes().items():
                 size = math.prod(shape) if shape else 1
                 part = flat[:, i:i + size]
-                if isinstance(cell, ClockworkCell) and name == "t":
+                if isinstance(cell, ClockworkStep) and name == "t":
                     part = part[:, 0].to(torch.long)
                 fields.append(part)
                 i += size
@@ -91,7 +91,7 @@ class StepFunction(nn.Module):
         parts = []
         for cell, s in zip(self.cells, states):
             for name, value in zip(cell.state_shapes(), s):
-                if isinstance(cell, ClockworkCell) and name == "t":
+                if isinstance(cell, ClockworkStep) and name == "t":
                     value = (value % _clock_modulus(cell)).to(parts[-1].dtype)[:, None]
                 parts.append(value)
         return torch.cat(parts, 1)

@@ -14,9 +14,11 @@ import cells, never the other way.
 - One switch: ``use_kernels(False)`` turns every fast path off (the tests and the benchmark
   compare both paths this way).
 - Tracing, scripting, ``torch.compile`` and ``torch.export`` take the loop (``eager``).
-- Second derivatives: under autograd a kernel runs behind ``bridge.run_bridged``, whose
-  backward is the kernel's own, or, when autograd records the backward itself
-  (``create_graph=True``), a recomputation through the loop, so double backward is exact.
+- Second derivatives: each kernel's Function also takes a ``recompute.Reference`` (the
+  tensors the step loop reads); its backward is the hand-written one, or, when autograd
+  records the backward itself (``create_graph=True``), the gradient of the step loop
+  recomputed from those tensors, so double backward is exact and plain training keeps
+  only what the hand-written backward needs.
 
 ``STATS`` counts kernel calls by name so a test can see that the fast path ran.
 """
@@ -86,21 +88,12 @@ def find(cell) -> Callable | None:
 def run(cell, x, state, lengths=None):
     """``cell`` over x (T, B, F) from ``state`` on its kernel: (out, final state), or None
     when there is none, kernels are off, the shapes are empty, torch is tracing, or the
-    kernel declines. Under autograd the result is twice differentiable (see ``bridge``)."""
-    import torch
-
+    kernel declines. Under autograd the result is twice differentiable (see
+    ``recompute``)."""
     fn = find(cell)
     if fn is None or not enabled() or 0 in x.shape[:2] or not eager(x):
         return None
-    if torch.is_grad_enabled() and _any_grad(cell, x, state):
-        from .bridge import run_bridged
-        return run_bridged(fn, cell, x, state, lengths)
     return fn(cell, x, state, lengths)
-
-
-def _any_grad(cell, x, state) -> bool:
-    return (x.requires_grad or any(getattr(s, "requires_grad", False) for s in state)
-            or any(p.requires_grad for p in cell.parameters()))
 
 
 def same_method(cell, base: type, *names: str) -> bool:
@@ -177,4 +170,4 @@ __all__ = ["STATS", "enabled", "use_kernels", "eager", "register", "find", "run"
            "same_method", "step_mask", "RecurrentGemm"]
 
 # the kernel modules register themselves in the table
-from . import clockwork, depth_gated, grid, gru, lstm  # noqa: E402,F401
+from . import clockwork, depth_gated, grid, gru, lstm, recompute  # noqa: E402,F401

@@ -1,6 +1,6 @@
 """Whole-sequence forward and backward of the Clockwork RNN that touch only active modules.
 
-The kernel of ``rnnlab.cells.clockwork.ClockworkCell`` (see there for the equations).
+The kernel of ``rnnlab.cells.clockwork.ClockworkStep`` (see there for the equations).
 Modules are sorted fast -> slow and module i owns hidden units [a_i, b_i). With the
 block-upper-triangular recurrent weight W (H, H), a module reads units [a_i, H), so any
 contiguous run of active modules [a, b) is one GEMM on the rows W[a:b, a:]:
@@ -24,10 +24,10 @@ from functools import lru_cache
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
-from ..cells.clockwork import ClockworkCell, ClockworkState
-from . import STATS, register, same_method
+from ..cells.clockwork import ClockworkState, ClockworkStep
+from ..cells.loop import run_steps
+from . import STATS, recompute, register, same_method
 
 
 @dataclass(frozen=True)
@@ -64,11 +64,12 @@ def make_plan(bounds: tuple[tuple[int, int], ...], periods: tuple[int, ...],
 
 class ClockworkSequence(torch.autograd.Function):
     """h_all (T, B, H) from x (T, B, F), h0 (B, H); w_hh must be block-upper-triangular.
-    ``bias`` is b_ih + b_hh (or None); ``relu`` picks relu over tanh."""
+    ``bias`` is b_ih + b_hh (or None); ``relu`` picks relu over tanh. ``ref`` (a
+    ``recompute.Reference`` or None) makes a create_graph backward exact."""
 
     @staticmethod
     def forward(ctx, x: Tensor, h0: Tensor, w_ih: Tensor, bias: Tensor | None,
-                w_hh: Tensor, plan: Plan, relu: bool) -> Tensor:
+                w_hh: Tensor, plan: Plan, relu: bool, ref=None, *extra) -> Tensor:
         T, B, _ = x.shape
         H = h0.shape[1]
         xp = x.new_empty(T, B, H)                    # only active entries are written
@@ -85,14 +86,15 @@ class ClockworkSequence(torch.autograd.Function):
                 pre = torch.addmm(xp[t, :, a:b], h[:, a:], w_hh[a:b, a:].t())
                 out[:, a:b] = pre.relu_() if relu else pre.tanh_()
             h = out
-        ctx.save_for_backward(x, h0, w_ih, w_hh, h_all)
+        recompute.save(ctx, ref, (x, h0, w_ih, w_hh, h_all), extra)
         ctx.plan, ctx.relu, ctx.has_bias = plan, relu, bias is not None
         return h_all
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, g: Tensor):
-        x, h0, w_ih, w_hh, h_all = ctx.saved_tensors
+        if recompute.twice(ctx):
+            return recompute.recomputed(ctx, 8, (g,))
+        x, h0, w_ih, w_hh, h_all = recompute.saved(ctx)
         plan = ctx.plan
         T, B, F = x.shape
         H = h0.shape[1]
@@ -113,7 +115,7 @@ class ClockworkSequence(torch.autograd.Function):
                 dh[:, a:] += d @ w_hh[a:b, a:]
         dx, dw_ih, db, dw_hh = _weight_grads(ctx, x, h0, w_ih, h_all, dpre)
         return (dx, dh if ctx.needs_input_grad[1] else None, dw_ih,
-                db if ctx.has_bias else None, dw_hh, None, None)
+                db if ctx.has_bias else None, dw_hh, None, None, None) + (None,) * ctx.n_ref
 
 
 def _weight_grads(ctx, x, h0, w_ih, h_all, dpre):
@@ -136,23 +138,30 @@ def _weight_grads(ctx, x, h0, w_ih, h_all, dpre):
     return dx, dw_ih, db, dw_hh
 
 
-@register(ClockworkCell)
+@register(ClockworkStep)
 def run_sequence(cell, x: Tensor, state: ClockworkState, lengths: Tensor | None):
     """x (T, B, F) -> out (T, B, H), final state. One shared phase across the batch is
     needed for the kernel; rows out of phase decline (the layer loops)."""
     T, B = x.shape[:2]
     h0, t = state
     if bool((t != t[0]).any()) or not same_method(
-            cell, ClockworkCell, "step", "project_input", "recurrent_weight", "active_mask"):
+            cell, ClockworkStep, "step", "project_input", "recurrent_weight", "active_mask"):
         return None
     STATS["clockwork"] += 1
     plan = make_plan(cell.bounds, cell.periods, int(t[0]), T)
     bias = cell.bias_ih + cell.bias_hh if cell.bias else None
+    ref, extra = recompute.reference(cell, x, state, None, _loop_outputs)
     out = ClockworkSequence.apply(x, h0, cell.weight_ih, bias, cell.recurrent_weight(),
-                                  plan, cell.nonlinearity == "relu")
+                                  plan, cell.nonlinearity == "relu", ref, *extra)
     if lengths is None:
         return out, ClockworkState(out[-1], t + T)
     lengths = lengths.to(x.device)
     h_last = out[lengths - 1, torch.arange(B, device=x.device)]
     mask = torch.arange(T, device=x.device)[:, None] < lengths[None, :]
     return out * mask[..., None].to(out.dtype), ClockworkState(h_last, t + lengths)
+
+
+def _loop_outputs(cell, x: Tensor, state, lengths) -> tuple:
+    """What ``ClockworkSequence`` returns, by the step loop: h of every step (no lengths:
+    the kernel runs every row to T and masks afterwards)."""
+    return (run_steps(cell, x, state, None)[0],)

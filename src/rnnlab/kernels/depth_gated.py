@@ -1,4 +1,4 @@
-"""Whole-sequence kernel for ``rnnlab.cells.depth_gated.DepthGatedLSTMCell`` (Yao et al.
+"""Whole-sequence kernel for ``rnnlab.cells.depth_gated.DepthGatedLSTMStep`` (Yao et al.
 2015, "Depth-Gated LSTM"), built on the LSTM kernel (``kernels.lstm``).
 
 The depth gate only adds input-side terms and one diagonal recurrent term to an LSTM:
@@ -16,17 +16,18 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..cells.depth_gated import DepthGatedLSTMCell
+from ..cells.depth_gated import DepthGatedLSTMStep
+from ..cells.loop import run_steps
 from ..cells.lstm import LSTMState
-from . import STATS, register, same_method, step_mask
+from . import STATS, recompute, register, same_method, step_mask
 from .lstm import LSTMSequence, Params, Spec
 
 
-@register(DepthGatedLSTMCell)
+@register(DepthGatedLSTMStep)
 def run_sequence(cell, x: Tensor, state, lengths=None):
     """The Depth-Gated LSTM cell over x (T, B, F[+H]) from state; (out, LSTMState)."""
     if (cell.layer_norm or cell.proj_size
-            or not same_method(cell, DepthGatedLSTMCell, "step", "project_input",
+            or not same_method(cell, DepthGatedLSTMStep, "step", "project_input",
                                "activations")):
         return None
     STATS["depth_gated"] += 1
@@ -46,6 +47,17 @@ def run_sequence(cell, x: Tensor, state, lengths=None):
                 emit_cell=cell.emit_cell)
     params = Params(None, cell.weight_hh, None, cell.bias_hh, None,
                     getattr(cell, "weight_peephole", None), None, None, None, None, *extra)
-    res = LSTMSequence.apply(spec, parts[0], state.h, state.c, mask, *params)
+    ref, ref_in = recompute.reference(cell, x, state, lengths, _loop_outputs)
+    res = LSTMSequence.apply(spec, parts[0], state.h, state.c, mask, *params, ref, *ref_in)
     out = torch.cat([res[0], res[3]], -1) if cell.emit_cell else res[0]
     return out, LSTMState(res[1], res[2])
+
+
+def _loop_outputs(cell, x: Tensor, state, lengths) -> tuple:
+    """What ``LSTMSequence`` returns here, by the step loop: (h of every step, h_T, c_T),
+    and every step's c when the cell emits it (the loop's out is then [h; c])."""
+    out, (h, c) = run_steps(cell, x, state, lengths)
+    if not cell.emit_cell:
+        return out, h, c
+    H = cell.hidden_size
+    return out[..., :H], h, c, out[..., H:]

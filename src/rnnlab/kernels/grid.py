@@ -1,5 +1,5 @@
 """Whole-sequence kernel for one layer of the 2-D (time × depth) Grid LSTM
-(``rnnlab.cells.grid.GridLayerCell``; Kalchbrenner, Danihelka & Graves 2015, "Grid Long
+(``rnnlab.cells.grid.GridLayerStep``; Kalchbrenner, Danihelka & Graves 2015, "Grid Long
 Short-Term Memory"), built on the LSTM kernel (``kernels.lstm``).
 
 At step t the block reads H = [h_time_{t-1}; h_depth_t]; h_depth_t and m_depth_t come from
@@ -26,8 +26,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..cells.grid import GridBlock, GridLayerCell, GridState
-from . import STATS, register, same_method, step_mask
+from ..cells.grid import GridBlock, GridLayerStep, GridState
+from ..cells.loop import run_steps
+from . import STATS, recompute, register, same_method, step_mask
 from .lstm import LSTMSequence, Params, Spec
 
 
@@ -37,7 +38,7 @@ def supported(cell) -> bool:
     pri = set(block.priority)
     return (block.dims == ("time", "depth") and block.kinds[0] == "lstm"
             and not ("time" in pri and "depth" not in pri)
-            and same_method(cell, GridLayerCell, "step", "project_input", "_pairs")
+            and same_method(cell, GridLayerStep, "step", "project_input", "_pairs")
             and same_method(block, GridBlock, "forward", "run", "_preact", "_transform",
                             "input_part", "transform_weight"))
 
@@ -47,7 +48,7 @@ def depth_reads_new_time(block) -> bool:
     return "depth" in block.priority and "time" not in block.priority
 
 
-@register(GridLayerCell)
+@register(GridLayerStep)
 def run_sequence(cell, x: Tensor, state, lengths=None):
     """The Grid layer cell over x (T, B, H or 2H) from state; (out, GridState)."""
     if not supported(cell):
@@ -61,11 +62,29 @@ def run_sequence(cell, x: Tensor, state, lengths=None):
     # the LSTM kernel with input h_depth (T, B, H): W_ih = W_time[:, H:], W_hh = W_time[:, :H]
     params = Params(w_time[:, d:], w_time[:, :d].contiguous(), b_time, None, None, None,
                     None, None, None, None)
-    h_t, h_T, m_T = LSTMSequence.apply(spec, x[..., :d], state.h, state.m, mask, *params)
-    return _depth(cell, x, h_t, state.h, mask), GridState(h_T, m_T)
+    ref, ref_in = recompute.reference(cell, x, state, lengths, _time_outputs)
+    h_t, h_T, m_T = LSTMSequence.apply(spec, x[..., :d], state.h, state.m, mask, *params,
+                                       ref, *ref_in)
+    return _depth(cell, x, h_t, state, mask, lengths), GridState(h_T, m_T)
 
 
-def _depth(cell, x: Tensor, h_t: Tensor, h0: Tensor, mask) -> Tensor:
+def _time_outputs(cell, x: Tensor, state, lengths) -> tuple:
+    """What the time dimension's ``LSTMSequence`` returns, by the step loop: (the time h
+    of every step, zero where masked; h_T; m_T)."""
+    states: list = []
+    _, (h_T, m_T) = run_steps(cell, x, state, lengths, states)
+    h_t = torch.stack([s.h for s in states])
+    if lengths is not None:
+        h_t = h_t * step_mask(lengths, x.shape[0], x)[0]
+    return h_t, h_T, m_T
+
+
+def _up_outputs(cell, x: Tensor, state, lengths) -> tuple:
+    """What ``DepthLSTM`` returns, by the step loop: what goes up from every step."""
+    return (run_steps(cell, x, state, lengths)[0],)
+
+
+def _depth(cell, x: Tensor, h_t: Tensor, state, mask, lengths) -> Tensor:
     """What goes up from every step at once, zero where masked: (T, B, 2H) [h'; m'] or
     (T, B, H) h'. h_t: the time dimension's new h of every step (zero where masked)."""
     block, d = cell.block, cell.hidden_size
@@ -74,11 +93,12 @@ def _depth(cell, x: Tensor, h_t: Tensor, h0: Tensor, mask) -> Tensor:
     if depth_reads_new_time(block):
         src = h_t
     else:                                                           # h_time_{t-1}
-        src = torch.cat([h0.unsqueeze(0), h_t[:-1]])
+        src = torch.cat([state.h.unsqueeze(0), h_t[:-1]])
     w, b = block.transform_weight(1)                                # (G, 2H), (G,)
     if cell.carry_memory:                                           # an LSTM transform
+        ref, ref_in = recompute.reference(cell, x, state, lengths, _up_outputs)
         return DepthLSTM.apply(block.output_form == "paper", src, x[..., :d], x[..., d:],
-                               mask, w, b)
+                               mask, w, b, ref, *ref_in)
     T, B, _ = x.shape
     a = _project(src.reshape(T * B, d), x[..., :d].reshape(T * B, d), w, b)
     up = block._transform(1, a.view(T, B, -1), None, None)         # identity/tanh/relu
@@ -97,10 +117,11 @@ class DepthLSTM(torch.autograd.Function):
     dimension's LSTM transform of every step (``GridBlock._transform``'s equations):
     a = W [src; h_dep] + b, i f o = σ, g = tanh, m' = f ⊙ m_dep + i ⊙ g,
     h' = tanh(o ⊙ m') (paper) or o ⊙ tanh(m'); rows where mask (T, B, 1) is 0 are zero.
-    Keeps only the activations (TB, 4H) and its output for the backward."""
+    Keeps only the activations (TB, 4H) and its output for the backward. ``ref`` (a
+    ``recompute.Reference`` or None) makes a create_graph backward exact."""
 
     @staticmethod
-    def forward(ctx, paper: bool, src, h_dep, m_dep, mask, w, b):
+    def forward(ctx, paper: bool, src, h_dep, m_dep, mask, w, b, ref=None, *extra):
         T, B, H = src.shape
         a = _project(src.reshape(T * B, H), h_dep.reshape(T * B, H), w, b)   # (TB, 4H)
         a[:, :2 * H].sigmoid_()
@@ -115,13 +136,14 @@ class DepthLSTM(torch.autograd.Function):
         if mask is not None:
             out.mul_(mask)
         ctx.paper = paper
-        ctx.save_for_backward(src, h_dep, m_dep, mask, w, a, out)
+        recompute.save(ctx, ref, (src, h_dep, m_dep, mask, w, a, out), extra)
         return out
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, g_out):
-        src, h_dep, m_dep, mask, w, a, out = ctx.saved_tensors
+        if recompute.twice(ctx):
+            return recompute.recomputed(ctx, 8, (g_out,))
+        src, h_dep, m_dep, mask, w, a, out = recompute.saved(ctx)
         T, B, H = src.shape
         g = (g_out * mask if mask is not None else g_out).reshape(T * B, 2 * H)
         gh, gm = g[:, :H], g[:, H:]
@@ -150,4 +172,4 @@ class DepthLSTM(torch.autograd.Function):
         if need[5]:
             dw = torch.cat([da.t() @ src.reshape(T * B, H), da.t() @ h_dep.reshape(T * B, H)], 1)
         db = da.sum(0) if need[6] else None
-        return None, d_src, d_dep, d_m, None, dw, db
+        return (None, d_src, d_dep, d_m, None, dw, db, None) + (None,) * ctx.n_ref

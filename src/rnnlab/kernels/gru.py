@@ -1,4 +1,4 @@
-"""Whole-sequence GRU kernel for ``rnnlab.cells.GRUCell`` (torch.nn.GRU's form, gate order
+"""Whole-sequence GRU kernel for ``rnnlab.cells.GRUStep`` (torch.nn.GRU's form, gate order
 r, z, n), with a hand-derived backward through time.
 
 Forward (T time, B batch, F input, H hidden):
@@ -20,19 +20,20 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from ..cells.gru import GRUCell, GRUState
-from . import STATS, RecurrentGemm, register, same_method, step_mask
+from ..cells.gru import GRUState, GRUStep
+from . import STATS, RecurrentGemm, recompute, register, same_method, step_mask
 
 
-@register(GRUCell)
+@register(GRUStep)
 def run_sequence(cell, x: Tensor, state, lengths=None):
     """The GRU cell over x (T, B, F) from state; (out (T, B, H), GRUState)."""
-    if not same_method(cell, GRUCell, "step", "project_input", "gate_activations"):
+    if not same_method(cell, GRUStep, "step", "project_input", "gate_activations"):
         return None
     STATS["gru"] += 1
     mask, full = step_mask(lengths, x.shape[0], x)
+    ref, extra = recompute.reference(cell, x, state, lengths)
     out, h = GRUSequence.apply(full, x, state.h, mask, cell.weight_ih, cell.weight_hh,
-                               cell.bias_ih, cell.bias_hh)
+                               cell.bias_ih, cell.bias_hh, ref, *extra)
     return out, GRUState(h)
 
 
@@ -154,23 +155,25 @@ def _weight_grads(x, h0, w_ih, b_ih, A, HN, Hc, dh0, need_dx: bool):
 
 
 class GRUSequence(torch.autograd.Function):
-    """apply(full, x, h0, mask, w_ih, w_hh, b_ih, b_hh) -> (out, h_T)."""
+    """apply(full, x, h0, mask, w_ih, w_hh, b_ih, b_hh, ref, *ref.tensors) -> (out, h_T);
+    ``ref`` (a ``recompute.Reference`` or None) makes a create_graph backward exact."""
 
     @staticmethod
-    def forward(ctx, full, x, h0, mask, w_ih, w_hh, b_ih, b_hh):
+    def forward(ctx, full, x, h0, mask, w_ih, w_hh, b_ih, b_hh, ref=None, *extra):
         out, h, A, HN, Hc = forward_pass(full, x, h0, mask, w_ih, w_hh, b_ih, b_hh)
         ctx.full, ctx.shared = full, Hc is out
         ctx.inner = (A, HN, None if ctx.shared else Hc)
-        ctx.save_for_backward(x, h0, mask, out, w_ih, w_hh, b_ih)
+        recompute.save(ctx, ref, (x, h0, mask, out, w_ih, w_hh, b_ih), extra)
         return out, h.clone()
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, gout, gh):
-        x, h0, mask, out, w_ih, w_hh, b_ih = ctx.saved_tensors
+        if recompute.twice(ctx):
+            return recompute.recomputed(ctx, 9, (gout, gh))
+        x, h0, mask, out, w_ih, w_hh, b_ih = recompute.saved(ctx)
         A, HN, Hc = ctx.inner
         gh = torch.zeros_like(h0) if gh is None else gh
         dx, dh0, dw_ih, dw_hh, db_ih, db_hh = backward_pass(
             ctx.full, x, h0, mask, w_ih, w_hh, b_ih, A, HN, out if ctx.shared else Hc,
             gout, gh, ctx.needs_input_grad[1])
-        return None, dx, dh0, None, dw_ih, dw_hh, db_ih, db_hh
+        return (None, dx, dh0, None, dw_ih, dw_hh, db_ih, db_hh, None) + (None,) * ctx.n_ref

@@ -1,4 +1,4 @@
-"""Whole-sequence LSTM kernel for every variant of ``rnnlab.cells.LSTMCell``
+"""Whole-sequence LSTM kernel for every variant of ``rnnlab.cells.LSTMStep``
 (peephole, coupled/CIFG, layer_norm, proj_size, no bias), with a hand-derived backward.
 
 Forward (shapes: T time, B batch, F input, H hidden, P = proj_size or H, G gates):
@@ -21,8 +21,8 @@ from typing import NamedTuple, Optional
 import torch
 from torch import Tensor
 
-from ..cells.lstm import LSTMCell, LSTMState
-from . import STATS, RecurrentGemm, register, same_method, step_mask
+from ..cells.lstm import LSTMState, LSTMStep
+from . import STATS, RecurrentGemm, recompute, register, same_method, step_mask
 
 EPS = 1e-5
 
@@ -62,16 +62,18 @@ def cell_params(cell) -> Params:
                   get("ln_c_weight"), get("ln_c_bias"))
 
 
-@register(LSTMCell)
+@register(LSTMStep)
 def run_sequence(cell, x: Tensor, state, lengths=None):
     """The LSTM cell over x (T, B, F) from state; (out (T, B, P), LSTMState)."""
-    if not same_method(cell, LSTMCell, "step", "project_input", "preactivation",
+    if not same_method(cell, LSTMStep, "step", "project_input", "preactivation",
                        "cell_update", "gate_activations", "normalise_cell"):
         return None
     STATS["lstm"] += 1
     mask, full = step_mask(lengths, x.shape[0], x)
     spec = Spec(cell.coupled, cell.peephole, cell.layer_norm, full)
-    out, h, c = LSTMSequence.apply(spec, x, state.h, state.c, mask, *cell_params(cell))
+    ref, extra = recompute.reference(cell, x, state, lengths)
+    out, h, c = LSTMSequence.apply(spec, x, state.h, state.c, mask, *cell_params(cell), ref,
+                                   *extra)
     return out, LSTMState(h, c)
 
 
@@ -343,12 +345,19 @@ def _stand_in(t: Tensor) -> Tensor:
     return torch.empty_strided(t.shape, (0,) * t.dim(), dtype=t.dtype, device=t.device)
 
 
+N_PARAMS = len(Params._fields)
+
+
 class LSTMSequence(torch.autograd.Function):
-    """apply(spec, x, h0, c0, mask, *Params) -> (out, h_T, c_T), and every step's cell
-    (T, B, H) as a fourth output when spec.emit_cell."""
+    """apply(spec, x, h0, c0, mask, *Params, ref, *ref.tensors) -> (out, h_T, c_T), and
+    every step's cell (T, B, H) as a fourth output when spec.emit_cell; all 13 Params are
+    given. ``ref`` (a ``recompute.Reference`` or None) makes a create_graph backward exact.
+    """
 
     @staticmethod
-    def forward(ctx, spec, x, h0, c0, mask, *params):
+    def forward(ctx, spec, x, h0, c0, mask, *rest):
+        params, extra = rest[:N_PARAMS], rest[N_PARAMS + 1:]
+        ref = rest[N_PARAMS] if len(rest) > N_PARAMS else None
         p = Params(*params)
         out, h, c, s = forward_pass(spec, x, h0, c0, mask, p)
         ctx.spec, ctx.shared = spec, (s["Hc"] is out, s["M"] is out)
@@ -359,16 +368,17 @@ class LSTMSequence(torch.autograd.Function):
             x = _stand_in(x)    # and of the depth gate's input part: let them be freed
         if p.d_in is not None:
             params = tuple(p._replace(d_in=_stand_in(p.d_in)))     # all 13 were given
-        ctx.save_for_backward(x, h0, c0, mask, out, *params)
+        recompute.save(ctx, ref, (x, h0, c0, mask, out, *params), extra)
         if spec.emit_cell:
             cells = s["C"] * mask if mask is not None else s["C"].clone()
             return out, h.clone(), c.clone(), cells
         return out, h.clone(), c.clone()
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, gout, gh, gc, *g_cells):
-        x, h0, c0, mask, out, *params = ctx.saved_tensors
+        if recompute.twice(ctx):
+            return recompute.recomputed(ctx, 6 + N_PARAMS, (gout, gh, gc, *g_cells))
+        x, h0, c0, mask, out, *params = recompute.saved(ctx)
         s = dict(ctx.s)
         s["Hc"] = out if ctx.shared[0] else s["Hc"]
         s["M"] = out if ctx.shared[1] else s["M"]
@@ -376,4 +386,5 @@ class LSTMSequence(torch.autograd.Function):
         gc = torch.zeros_like(c0) if gc is None else gc
         grads = backward_pass(ctx.spec, x, h0, c0, mask, Params(*params), s, gout, gh, gc,
                               ctx.needs_input_grad[1], g_cells[0] if g_cells else None)
-        return (None, *grads[:3], None, *grads[3:3 + len(params)])
+        return (None, *grads[:3], None, *grads[3:3 + len(params)], None,
+                *(None,) * ctx.n_ref)

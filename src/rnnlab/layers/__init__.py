@@ -1,6 +1,7 @@
 """Sequence layers: cells run over time.
 
-- ``Recurrent``, ``Bidirectional``, ``Stacked`` and ``run_cell`` (``recurrent``);
+- ``Recurrent``, ``Bidirectional``, ``Stacked``, ``run_cell`` and the one stack loop
+  ``run_stack`` (``recurrent``);
 - the torch.nn fronts ``RNN``, ``LSTM``, ``GRU`` and ``RNNCell``, ``LSTMCell``, ``GRUCell``
   (``fronts``), which subclass torch.nn's classes;
 - the Clockwork RNN, Depth-Gated LSTM and Grid LSTM layers;
@@ -22,6 +23,7 @@ from .recurrent import (
                         repack_output,
                         reverse_padded,
                         run_cell,
+                        run_stack,
                         unpack_input,
 )
 from .registry import available, build, register
@@ -41,7 +43,7 @@ register("clockwork_rnn", "Clockwork RNN, modules with periods 1, 2, 4, ... "
 register("depth_gated_lstm", "Depth-Gated LSTM (Yao et al. 2015)")(DepthGatedLSTM)
 register("grid_lstm", "2-D (time x depth) Grid LSTM (Kalchbrenner et al. 2015)")(GridLSTM)
 
-__all__ = ["Recurrent", "Bidirectional", "Stacked", "run_cell", "map_state", "detach_state",
-           "check_lengths", "repack_output", "reverse_padded", "unpack_input", "RNN", "LSTM",
-           "GRU", "RNNCell", "LSTMCell", "GRUCell", "to_torch", "ClockworkRNN",
+__all__ = ["Recurrent", "Bidirectional", "Stacked", "run_cell", "run_stack", "map_state",
+           "detach_state", "check_lengths", "repack_output", "reverse_padded", "unpack_input",
+           "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "to_torch", "ClockworkRNN",
            "DepthGatedLSTM", "GridLSTM", "build", "available", "register"]

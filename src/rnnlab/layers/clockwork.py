@@ -2,7 +2,7 @@
 ``rnnlab.cells.clockwork``)."""
 from __future__ import annotations
 
-from ..cells.clockwork import ClockworkCell
+from ..cells.clockwork import ClockworkStep
 from .recurrent import Recurrent, Stacked
 
 
@@ -18,7 +18,7 @@ class ClockworkRNN(Stacked):
                  device=None, dtype=None) -> None:
         if num_layers < 1:
             raise ValueError(f"num_layers must be at least 1, received {num_layers}")
-        cells = [ClockworkCell(input_size if k == 0 else hidden_size, hidden_size, num_modules,
+        cells = [ClockworkStep(input_size if k == 0 else hidden_size, hidden_size, num_modules,
                                periods, bias, nonlinearity, device, dtype)
                  for k in range(num_layers)]
         super().__init__([Recurrent(c) for c in cells], dropout, batch_first)

@@ -2,11 +2,7 @@
 ``rnnlab.cells.depth_gated``)."""
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-from torch import Tensor
-
-from ..cells.depth_gated import DepthGatedLSTMCell
+from ..cells.depth_gated import DepthGatedLSTMStep
 from .recurrent import Recurrent, Stacked
 
 
@@ -25,23 +21,12 @@ class DepthGatedLSTM(Stacked):
             raise ValueError(f"num_layers must be at least 1, received {num_layers}")
         if not 0 <= dropout <= 1:
             raise ValueError(f"dropout must be in [0, 1], received {dropout}")
-        cells = [DepthGatedLSTMCell(
+        cells = [DepthGatedLSTMStep(
             input_size if k == 0 else hidden_size, hidden_size, bias, device, dtype,
             lower=k > 0, emit_cell=k < num_layers - 1, depth_gate=depth_gate,
             peephole=peephole, coupled=coupled, forget_bias=forget_bias)
             for k in range(num_layers)]
-        super().__init__([Recurrent(c) for c in cells], dropout, batch_first)
+        # what goes up is [h; c]: dropout acts on h only (``Stacked``'s ``passed``)
+        super().__init__([Recurrent(c) for c in cells], dropout, batch_first,
+                         passed=hidden_size)
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
-
-    def run(self, x: Tensor, state, lengths):
-        if state is not None and len(state) != len(self.layers):
-            raise ValueError(f"state must hold one LSTMState per layer ({len(self.layers)}), "
-                             f"received {len(state)}")
-        H, finals = self.hidden_size, []
-        for k, layer in enumerate(self.layers):
-            if k > 0 and self.dropout:                   # x = [h^{k-1}; c^{k-1}]
-                x = torch.cat([F.dropout(x[..., :H], self.dropout, self.training),
-                               x[..., H:]], -1)
-            x, s = layer.run(x, None if state is None else state[k], lengths)
-            finals.append(s)
-        return x, tuple(finals)

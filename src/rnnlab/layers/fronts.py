@@ -24,15 +24,14 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from .. import kernels
-from ..cells.elman import ElmanCell
-from ..cells.gru import GRUCell as _GRUStep
-from ..cells.lstm import LSTMCell as _LSTMStep
-from .recurrent import check_lengths, repack_output, run_cell
+from ..cells.elman import ElmanStep
+from ..cells.gru import GRUStep
+from ..cells.lstm import LSTMStep
+from .recurrent import check_lengths, repack_output, run_cell, run_stack
 
 
 class _Bound:
@@ -239,13 +238,12 @@ class _Front(_Bound):
         return self._zeros(B, self.proj_size or self.hidden_size, x) if hx is None else hx
 
     def _run_units(self, x: Tensor, hx, lengths):
-        """x (T, B, F) time-major through every layer and direction."""
+        """x (T, B, F) time-major through every layer and direction (``run_stack``), the
+        state in torch's stacked layout (L * D, B, H) in and out."""
         D, B = 2 if self.bidirectional else 1, x.shape[1]
-        finals = []
-        for layer in range(self.num_layers):
-            if layer and self.dropout and self.training:
-                x = F.dropout(x, self.dropout, True)
-            outs = []
+
+        def run_layer(x: Tensor, layer: int):
+            outs, finals = [], []
             for d in range(D):
                 k = layer * D + d
                 cell = self._bind(k)
@@ -254,8 +252,11 @@ class _Front(_Bound):
                 o, s = run_cell(cell, x, s, lengths, reverse=bool(d))
                 outs.append(o)
                 finals.append(s)
-            x = outs[0] if D == 1 else torch.cat(outs, dim=-1)
-        return x, self.join_state(finals)
+            return (outs[0] if D == 1 else torch.cat(outs, dim=-1)), finals
+
+        x, per_layer = run_stack([lambda x, i=i: run_layer(x, i) for i in range(self.num_layers)],
+                                 x, self.dropout, self.training)
+        return x, self.join_state([s for layer in per_layer for s in layer])
 
     def _unit_state(self, cell, hx, k: int):
         return cell.State(*((p[k] for p in hx) if isinstance(hx, tuple) else (hx[k],)))
@@ -274,7 +275,12 @@ class _Front(_Bound):
 
 
 class RNN(_Front, nn.RNN):
-    """Elman RNN layer: torch.nn.RNN (``nonlinearity='tanh'|'relu'``)."""
+    """Elman RNN layer: torch.nn.RNN (``nonlinearity='tanh'|'relu'``), torch's constructor.
+
+    forward(input, hx=None, lengths=None) -> (output, h_n): input (T, B, F), (B, T, F) with
+    batch_first, (T, F) unbatched or a PackedSequence; hx (L * D, B, H) or None (zeros);
+    lengths (B,) marks the valid steps of a padded input. output (T, B, D * H) in the
+    input's layout, h_n (L * D, B, H)."""
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = False,
@@ -287,7 +293,7 @@ class RNN(_Front, nn.RNN):
         self._init_front({}, device, dtype)
 
     def _make_cell(self, size_in: int, options: dict, dtype):
-        return ElmanCell(size_in, self.hidden_size, self.bias, self.nonlinearity,
+        return ElmanStep(size_in, self.hidden_size, self.bias, self.nonlinearity,
                          device="meta", dtype=dtype)
 
     def _torch_args(self) -> dict:
@@ -295,8 +301,12 @@ class RNN(_Front, nn.RNN):
 
 
 class LSTM(_Front, nn.LSTM):
-    """LSTM layer: torch.nn.LSTM, plus the variant keywords of ``rnnlab.cells.LSTMCell``:
-    peephole, coupled, layer_norm, forget_bias."""
+    """LSTM layer: torch.nn.LSTM's constructor, plus the variant keywords of
+    ``rnnlab.cells.LSTMStep``: peephole, coupled, layer_norm, forget_bias.
+
+    forward(input, hx=None, lengths=None) -> (output, (h_n, c_n)): input as ``rnnlab.RNN``;
+    hx (h_0 (L * D, B, P), c_0 (L * D, B, H)) or None; output (T, B, D * P), with
+    P = proj_size or H."""
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
@@ -309,7 +319,7 @@ class LSTM(_Front, nn.LSTM):
                               forget_bias=float(forget_bias)), device, dtype)
 
     def _make_cell(self, size_in: int, options: dict, dtype):
-        return _LSTMStep(size_in, self.hidden_size, self.bias, device="meta", dtype=dtype,
+        return LSTMStep(size_in, self.hidden_size, self.bias, device="meta", dtype=dtype,
                          proj_size=self.proj_size, **options)
 
     def _torch_args(self) -> dict:
@@ -325,7 +335,9 @@ class LSTM(_Front, nn.LSTM):
 
 
 class GRU(_Front, nn.GRU):
-    """GRU layer: torch.nn.GRU."""
+    """GRU layer: torch.nn.GRU, torch's constructor.
+
+    forward(input, hx=None, lengths=None) -> (output, h_n), shapes as ``rnnlab.RNN``."""
 
     #: On CPU, hidden sizes from this one up run rnnlab.kernels.gru: torch's CPU GRU has no
     #: oneDNN path and the kernel beats it there (0.71x fwd+bwd at H=512, T=100, B=64);
@@ -343,7 +355,7 @@ class GRU(_Front, nn.GRU):
         self._init_front({}, device, dtype)
 
     def _make_cell(self, size_in: int, options: dict, dtype):
-        return _GRUStep(size_in, self.hidden_size, self.bias, device="meta", dtype=dtype)
+        return GRUStep(size_in, self.hidden_size, self.bias, device="meta", dtype=dtype)
 
     def _prefers_kernel(self) -> bool:
         return (self.weight_hh_l0.device.type == "cpu"
@@ -393,13 +405,14 @@ class _CellFront(_Bound):
 
 
 class RNNCell(_CellFront, nn.RNNCell):
-    """torch.nn.RNNCell: forward(input, hx=None) -> h'."""
+    """torch.nn.RNNCell (torch's constructor): forward(input, hx=None) -> h'.
+    input (B, F) or (F,), hx (B, H) or (H,) or None (zeros); h' of hx's shape."""
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
                  nonlinearity: str = "tanh", device=None, dtype=None) -> None:
         super().__init__(input_size, hidden_size, bias, nonlinearity, device=device,
                          dtype=dtype)
-        self._init_front(ElmanCell(input_size, hidden_size, bias, nonlinearity,
+        self._init_front(ElmanStep(input_size, hidden_size, bias, nonlinearity,
                                    device="meta", dtype=dtype), {}, device, dtype)
 
     def _torch_args(self) -> dict:
@@ -407,8 +420,9 @@ class RNNCell(_CellFront, nn.RNNCell):
 
 
 class LSTMCell(_CellFront, nn.LSTMCell):
-    """torch.nn.LSTMCell: forward(input, (h, c)=None) -> (h', c'); the variants of
-    ``rnnlab.cells.LSTMCell`` as keywords."""
+    """torch.nn.LSTMCell (torch's constructor): forward(input, (h, c)=None) -> (h', c');
+    input (B, F) or (F,), h and c (B, H) or (H,); the variants of
+    ``rnnlab.cells.LSTMStep`` as keywords (peephole, coupled, layer_norm, forget_bias)."""
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None,
                  dtype=None, *, peephole: bool = False, coupled: bool = False,
@@ -416,17 +430,18 @@ class LSTMCell(_CellFront, nn.LSTMCell):
         super().__init__(input_size, hidden_size, bias, device=device, dtype=dtype)
         options: dict[str, Any] = dict(peephole=peephole, coupled=coupled,
                                        layer_norm=layer_norm, forget_bias=float(forget_bias))
-        self._init_front(_LSTMStep(input_size, hidden_size, bias, device="meta", dtype=dtype,
+        self._init_front(LSTMStep(input_size, hidden_size, bias, device="meta", dtype=dtype,
                                    **options), options, device, dtype)
 
 
 class GRUCell(_CellFront, nn.GRUCell):
-    """torch.nn.GRUCell: forward(input, hx=None) -> h'."""
+    """torch.nn.GRUCell (torch's constructor): forward(input, hx=None) -> h'.
+    input (B, F) or (F,), hx (B, H) or (H,) or None (zeros); h' of hx's shape."""
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None,
                  dtype=None) -> None:
         super().__init__(input_size, hidden_size, bias, device=device, dtype=dtype)
-        self._init_front(_GRUStep(input_size, hidden_size, bias, device="meta", dtype=dtype),
+        self._init_front(GRUStep(input_size, hidden_size, bias, device="meta", dtype=dtype),
                          {}, device, dtype)
 
 

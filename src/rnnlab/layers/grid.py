@@ -8,7 +8,7 @@
   ``forward(x, state=None, lengths=None) -> (out, state)``. x_t enters by a projection into
   the depth h of the first block (m_depth = 0, §3.4); out_t is the top block's depth h.
   State: GridState(h (L, B, H), m (L, B, H)), the time pairs of the L layers.
-  Registered as ``grid_lstm``. Runs layer by layer, each layer a ``GridLayerCell`` over time
+  Registered as ``grid_lstm``. Runs layer by layer, each layer a ``GridLayerStep`` over time
   (block (t, l) needs (t-1, l) and (t, l-1) only), so the depth input is hoisted per layer.
 - ``GridLSTM3dImage``: rows × columns of image patches × depth; each layer scans the patch
   grid from one corner (cycling over ``directions``), a ReLU layer and a linear head on top.
@@ -18,12 +18,11 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..cells.base import check_features, check_shape, shape_str
-from ..cells.grid import GridBlock, GridLayerCell, GridState
-from .recurrent import repack_output, run_cell, unpack_input
+from ..cells.grid import GridBlock, GridLayerStep, GridState
+from .recurrent import repack_output, run_cell, run_stack, unpack_input
 
 
 def _blocks(n: int, make) -> nn.ModuleList:
@@ -76,7 +75,14 @@ class GridLSTM1d(nn.Module):
 
 
 class GridLSTM(nn.Module):
-    """2-D (time × depth) Grid LSTM sequence layer with rnnlab.LSTM's forward contract."""
+    """2-D (time × depth) Grid LSTM sequence layer with rnnlab.LSTM's forward contract:
+    forward(x, state=None, lengths=None) -> (out, GridState(h (L, B, H), m (L, B, H))).
+
+    x (T, B, F) (or (B, T, F) with batch_first, or a PackedSequence), out (T, B, H) the top
+    block's depth h. Options: ``dropout`` (on the depth h between layers),
+    ``share_along_depth`` (one block for every layer, the paper's tied grid),
+    ``share_across_dims``, ``depth_kind`` ("lstm", "identity", "tanh", "relu" or "none"),
+    ``priority``, ``output_form`` ("paper" or "standard"), ``forget_bias``."""
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, *,
                  dropout: float = 0.0, batch_first: bool = False, bias: bool = True,
@@ -94,19 +100,22 @@ class GridLSTM(nn.Module):
         self.share_along_depth, self.depth_kind = share_along_depth, depth_kind
         kw = {"device": device, "dtype": dtype}
         self.input_proj = nn.Linear(input_size, hidden_size, bias=bias, **kw)
-        self.cells = _blocks(1 if share_along_depth else num_layers, lambda: GridLayerCell(
+        self.cells = _blocks(1 if share_along_depth else num_layers, lambda: GridLayerStep(
             hidden_size, depth_kind=depth_kind, priority=priority, bias=bias,
             share_across_dims=share_across_dims, output_form=output_form,
             forget_bias=forget_bias, **kw))
 
     @property
     def output_size(self) -> int:
+        """Features of each output step (H)."""
         return self.hidden_size
 
-    def cell(self, layer: int) -> GridLayerCell:
+    def cell(self, layer: int) -> GridLayerStep:
+        """The block (as a step) that runs layer ``layer``."""
         return self.cells[0 if self.share_along_depth else layer]
 
     def init_state(self, batch: int, *, device=None, dtype=None) -> GridState:
+        """Zero time pairs for every layer: GridState(h (L, B, H), m (L, B, H))."""
         ref = self.input_proj.weight
         z = torch.zeros(self.num_layers, batch, self.hidden_size,
                         device=device or ref.device, dtype=dtype or ref.dtype)
@@ -125,6 +134,7 @@ class GridLSTM(nn.Module):
         return [GridState(state[0][k], state[1][k]) for k in range(self.num_layers)]
 
     def forward(self, x, state=None, lengths=None):
+        """(out, final state); see the class docstring."""
         x, lengths, packed = unpack_input(x, self.batch_first, lengths)
         check_features(x, self.input_size)
         B, H = x.shape[1], self.hidden_size
@@ -132,15 +142,15 @@ class GridLSTM(nn.Module):
         up = self.input_proj(x)                                        # (T, B, H)
         if self.cell(0).carry_memory:
             up = torch.cat([up, torch.zeros_like(up)], -1)             # (T, B, 2H)
-        finals = []
-        for layer in range(self.num_layers):
+
+        def run_layer(up: Tensor, layer: int):
             cell = self.cell(layer)
-            if layer and self.dropout and self.training:
-                up = torch.cat([F.dropout(up[..., :H], self.dropout, True), up[..., H:]], -1)
             s = states[layer] if states[layer] is not None else cell.init_state(
                 B, device=x.device, dtype=x.dtype)
-            up, s = run_cell(cell, up, s, lengths)
-            finals.append(s)
+            return run_cell(cell, up, s, lengths)
+        # what goes up is [h; m] (or h): dropout acts on h only
+        up, finals = run_stack([lambda up, k=k: run_layer(up, k) for k in range(self.num_layers)],
+                               up, self.dropout, self.training, passed=H)
         out = up[..., :H]                                              # (T, B, H)
         final = GridState(torch.stack([s.h for s in finals]), torch.stack([s.m for s in finals]))
         if packed is not None:

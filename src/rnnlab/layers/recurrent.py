@@ -5,13 +5,16 @@
   ``rnnlab.cells.loop.run_steps``. With ``lengths`` the state stops changing after each sequence's
   last valid step and padded outputs are zero; ``reverse`` runs each sequence backwards
   from its own last valid step (what a bidirectional layer over padding needs).
+- ``run_stack(layers, x, dropout, training, passed)`` is the one stack loop: every
+  multi-layer architecture (``Stacked`` and its subclasses, the torch.nn fronts, the Grid
+  LSTM) runs its layers through it, each with its own state layout around it.
 - ``Recurrent(cell)``, ``Bidirectional(fwd, bwd)``, ``Stacked(layers, dropout)`` wrap it.
 
 Shapes: x (T, B, F) time-major (or (B, T, F) with batch_first), out (T, B, O).
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -79,6 +82,29 @@ def run_cell(cell: Cell, x: Tensor, state: Any, lengths: Tensor | None = None,
     return out, state
 
 
+def run_stack(layers: Sequence[Callable[[Tensor], tuple[Tensor, Any]]], x: Tensor,
+              dropout: float = 0.0, training: bool = False,
+              passed: int | None = None) -> tuple[Tensor, list]:
+    """The one stack loop: x (T, B, F) through ``layers`` bottom to top, each a function
+    x -> (out, final state) that runs one layer (all its directions) from its own initial
+    state. Between layers, in training, dropout with probability ``dropout`` acts on the
+    layer's input: on all of it, or only on its first ``passed`` features when a layer
+    also passes its memory up (Depth-Gated LSTM: [h; c], Grid LSTM: [h; m]), which then
+    goes up unchanged: dropout regularises the hidden signal, and a masked memory cell
+    would feed the depth gate and the upper memory a cell that never existed. Returns the
+    top layer's out and the list of the layers' final states."""
+    finals = []
+    for i, layer in enumerate(layers):
+        if i and dropout and training:
+            if passed is None:
+                x = F.dropout(x, dropout, True)
+            else:
+                x = torch.cat([F.dropout(x[..., :passed], dropout, True), x[..., passed:]], -1)
+        x, state = layer(x)
+        finals.append(state)
+    return x, finals
+
+
 def unpack_input(x: Tensor | PackedSequence, batch_first: bool, lengths):
     """Normalise a layer input to time-major padded form.
 
@@ -109,7 +135,12 @@ def repack_output(out: Tensor, template: PackedSequence) -> PackedSequence:
 
 
 class Recurrent(nn.Module):
-    """Runs one cell over a sequence: forward(x, state=None, lengths=None) -> (out, state)."""
+    """Runs one cell over a sequence: forward(x, state=None, lengths=None) -> (out, state).
+
+    ``Recurrent(cell, batch_first=False, reverse=False)``. x (T, B, F) (or (B, T, F), or a
+    PackedSequence), state the cell's (None: zeros), lengths (B,) or None; out (T, B, O)
+    in x's layout (a PackedSequence for one) and the final state. ``reverse`` reads each
+    sequence backwards from its own last valid step."""
 
     def __init__(self, cell: Cell, batch_first: bool = False, reverse: bool = False) -> None:
         super().__init__()
@@ -117,12 +148,15 @@ class Recurrent(nn.Module):
 
     @property
     def output_size(self) -> int:
+        """Features of each output step (O)."""
         return self.cell.output_size
 
     def init_state(self, batch: int, **kw):
+        """The zero state for ``batch`` sequences (``device=``, ``dtype=`` optional)."""
         return self.cell.init_state(batch, **kw)
 
     def forward(self, x, state=None, lengths=None):
+        """(out, final state); see the class docstring."""
         x, lengths, packed = unpack_input(x, self.batch_first, lengths)
         out, state = self.run(x, state, lengths)
         if packed is not None:
@@ -142,7 +176,10 @@ class Recurrent(nn.Module):
 
 class Bidirectional(Recurrent):
     """Two cells, one reading forwards and one backwards; outputs concatenated.
-    State: a pair (forward state, backward state)."""
+
+    ``Bidirectional(forward_cell, backward_cell, batch_first=False)``;
+    forward(x, state=None, lengths=None) -> (out (T, B, O_f + O_b), (forward state,
+    backward state)), as ``Recurrent``."""
 
     def __init__(self, forward_cell: Cell, backward_cell: Cell, batch_first: bool = False):
         nn.Module.__init__(self)
@@ -152,9 +189,11 @@ class Bidirectional(Recurrent):
 
     @property
     def output_size(self) -> int:
+        """Features of each output step: both directions' together."""
         return self.fwd.output_size + self.bwd.output_size
 
     def init_state(self, batch: int, **kw):
+        """(forward zero state, backward zero state) for ``batch`` sequences."""
         return (self.fwd.init_state(batch, **kw), self.bwd.init_state(batch, **kw))
 
     def run(self, x, state, lengths):
@@ -165,20 +204,27 @@ class Bidirectional(Recurrent):
 
 
 class Stacked(Recurrent):
-    """Layers (Recurrent or Bidirectional) on top of each other, with dropout between them.
-    State: a tuple with one entry per layer."""
+    """Layers (Recurrent or Bidirectional) on top of each other, with dropout between them
+    (``run_stack``; ``passed``: drop out only the first ``passed`` features of what goes
+    up). State: a tuple with one entry per layer.
+
+    ``Stacked(layers, dropout=0.0, batch_first=False, passed=None)``;
+    forward(x, state=None, lengths=None) -> (the top layer's out, tuple of final states),
+    as ``Recurrent``."""
 
     def __init__(self, layers: Sequence[Recurrent], dropout: float = 0.0,
-                 batch_first: bool = False) -> None:
+                 batch_first: bool = False, passed: int | None = None) -> None:
         nn.Module.__init__(self)
         self.layers = nn.ModuleList(layers)
-        self.dropout, self.batch_first = float(dropout), batch_first
+        self.dropout, self.batch_first, self.passed = float(dropout), batch_first, passed
 
     @property
     def output_size(self) -> int:
+        """Features of each output step: the top layer's."""
         return self.layers[-1].output_size
 
     def init_state(self, batch: int, **kw):
+        """One zero state per layer, bottom to top."""
         return tuple(layer.init_state(batch, **kw) for layer in self.layers)
 
     @property
@@ -193,16 +239,17 @@ class Stacked(Recurrent):
         return list(state)
 
     def join_state(self, states: list) -> tuple:
+        """The per-layer states -> this layer's state (the inverse of ``split_state``)."""
         return tuple(states)
 
     def run(self, x, state, lengths):
         if state is not None and len(state) != len(self.layers):
-            raise ValueError(f"state must hold one entry per layer ({len(self.layers)}), "
+            cell = getattr(self.layers[0], "cell", None)
+            what = cell.State.__name__ if cell is not None else "entry"
+            raise ValueError(f"state must hold one {what} per layer ({len(self.layers)}), "
                              f"received {len(state)}")
-        finals = []
-        for i, layer in enumerate(self.layers):
-            if i > 0 and self.dropout:
-                x = F.dropout(x, self.dropout, self.training)
-            x, s = layer.run(x, None if state is None else state[i], lengths)
-            finals.append(s)
+        runs = [lambda x, i=i, layer=layer: layer.run(x, None if state is None else state[i],
+                                                      lengths)
+                for i, layer in enumerate(self.layers)]
+        x, finals = run_stack(runs, x, self.dropout, self.training, self.passed)
         return x, tuple(finals)

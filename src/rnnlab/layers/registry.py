@@ -21,7 +21,9 @@ _REGISTRY: dict[str, tuple[Callable[..., nn.Module], str]] = {}
 
 
 def register(name: str, description: str):
-    """Decorator (or call on a factory) adding an architecture under ``name``."""
+    """``register(name, description)(factory)`` adds ``factory(input_size, hidden_size,
+    num_layers, **options) -> layer`` under ``name`` and returns the factory unchanged (a
+    decorator). A name already taken by another factory: ValueError."""
     def add(factory):
         if name in _REGISTRY and _REGISTRY[name][0] is not factory:
             raise ValueError(f"architecture {name!r} is already registered")
@@ -44,7 +46,10 @@ def factory(name: str) -> Callable[..., nn.Module]:
 
 def build(name: str, input_size: int, hidden_size: int, num_layers: int = 1,
           **options) -> nn.Module:
-    """Build the sequence layer registered as ``name``."""
+    """The sequence layer registered as ``name``, built with these sizes and the
+    architecture's own keyword ``options``: an nn.Module with
+    ``forward(x, state=None, lengths=None) -> (out, state)`` and ``output_size``.
+    An unknown name: ValueError listing the available ones."""
     if name not in _REGISTRY:
         raise ValueError(f"unknown architecture {name!r}; available: {', '.join(_REGISTRY)}")
     return _REGISTRY[name][0](input_size, hidden_size, num_layers, **options)
