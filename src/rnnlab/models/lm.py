@@ -47,10 +47,16 @@ class LMConfig:
         "help": "architecture option NAME=VALUE (a JSON literal), repeatable"})
 
     def to_json(self) -> dict:
+        """The settings as a JSON-ready dict (what a run saves as ``"model"``)."""
         return asdict(self)
 
 
 class LanguageModel(nn.Module):
+    """Embedding, a recurrent core from the registry, dropout and a decoder: ids (T, B) ->
+    logits (T, B, V) and the core's final state. ``dropout`` acts on the embeddings,
+    between the core's layers and before the decoder; ``options`` go to the core's
+    factory (``rnnlab.build``). The settings are kept as ``self.config`` (an LMConfig)."""
+
     def __init__(self, vocab_size: int, arch: str = "lstm", embedding: int = 128,
                  hidden: int = 256, layers: int = 1, dropout: float = 0.0,
                  tie_weights: bool = False, **options: Any) -> None:
@@ -78,6 +84,7 @@ class LanguageModel(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: LMConfig) -> "LanguageModel":
+        """The model an LMConfig describes (dropout None, i.e. left to the trainer: 0)."""
         return cls(cfg.vocab_size, cfg.arch, cfg.embedding, cfg.hidden, cfg.layers,
                    cfg.dropout or 0.0, cfg.tie_weights, **cfg.options)
 
