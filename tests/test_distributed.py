@@ -22,7 +22,8 @@ from rnnlab.distributed import Distributed, state_batch_dims
 from rnnlab.models.lm import LanguageModel, LMConfig
 from rnnlab.train import TrainConfig, Trainer
 
-CFG = dict(level="word", model=LMConfig(embedding=8, hidden=12, layers=2), batch=4, bptt=10,
+CFG = dict(level="word", model=LMConfig(embedding=8, hidden=12, layers=2, dropout=0.0),
+           batch=4, bptt=10,
            lr=1e-2,
            warmup=3, corpus_tokens=3000, eval_every=4, eval_batch=3, save_every=3)
 

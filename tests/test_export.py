@@ -360,3 +360,14 @@ def test_serve_answers_from_an_export_as_from_the_run(exports):
         assert [s["word"] for s in answers[0]] == [s["word"] for s in answers[1]]
         assert [s["p"] for s in answers[0]] == pytest.approx([s["p"] for s in answers[1]],
                                                              rel=1e-4, abs=1e-6)
+
+
+def test_export_leaves_a_model_with_dropout_in_eval_mode(tmp_path):
+    """torch.onnx.export restores the traced wrapper's mode; the wrapper was in training
+    mode, so the model's dropout came back on and the int8 export failed its own check."""
+    torch.manual_seed(0)
+    model = LanguageModel(20, "gru", 8, 12, 2, dropout=0.3).eval()
+    vocab = {"level": "char", "tokens": [chr(97 + i) for i in range(20)]}
+    for int8 in (False, True):
+        meta = export_model(model, vocab, tmp_path / f"int8-{int8}", int8=int8)
+        assert not model.training and meta["check"]["relative_logit_error"] <= 0.05

@@ -327,6 +327,7 @@ class Trainer:
             self.dist.restore_rng(tensors, self.cfg.seed, _count(info, "step"))
             self.state = self.dist.split_state(unflatten_state(info["state"], tensors),
                                                self.dims)
+            self._check_state(self.state)
             self.step, self.pos, self.epoch = (_count(info, "step"), _count(info, "pos"),
                                                _count(info, "epoch"))
             self.elapsed = float(info["elapsed"])
@@ -343,6 +344,21 @@ class Trainer:
         self.saved_step = self.step
         if self.dist.is_main:
             self.run_dir.truncate_log(self.step)
+
+    def _check_state(self, state: Any) -> None:
+        """A saved recurrent state must have the form and sizes the model's own has."""
+        if state is None:
+            return
+        was = self.model.training
+        self.model.eval()                            # no dropout: the RNG is left as saved
+        with torch.no_grad():
+            x = torch.zeros(1, self.data.shape[1], dtype=torch.long, device=self.dist.device)
+            own = flatten_state(self.model(x)[1])
+        self.model.train(was)
+        got = flatten_state(state)
+        if own[1] != got[1] or any(a.shape != b.shape or a.dtype != b.dtype
+                                   for a, b in zip(own[0].values(), got[0].values())):
+            raise ValueError("the carried state does not fit the model")
 
     def _plateau_state(self) -> dict:
         p = self.plateau

@@ -56,7 +56,11 @@ class StepFunction(nn.Module):
 
     def __init__(self, model: LanguageModel) -> None:
         super().__init__()
-        self.model = model.eval()
+        self.model = model
+        # the wrapper itself in eval mode: torch.onnx.export restores the wrapper's mode
+        # when it is done, and a wrapper left in training mode switched the model's dropout
+        # back on (an int8 export of a model with dropout then failed its own check)
+        self.eval()
         self.form, cells = core_cells(model.core)
         self.cells = nn.ModuleList(cells)
         self.layout: list[dict] = []
