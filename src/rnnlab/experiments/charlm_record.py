@@ -2,8 +2,11 @@
 run reaches in a fixed time (30 minutes in the ``record`` preset), scored like for like with
 nanoGPT.
 
-One run of ``rnnlab.train.Trainer`` with the given settings; every setting left at -1 / ""
-is ``rnnlab train``'s default (dropout chosen from the corpus size, the plateau schedule).
+One run of ``rnnlab.train.Trainer`` with the given settings; dropout left at -1 is
+``rnnlab train``'s default (chosen from the corpus size). The ``record`` preset decays the
+learning rate by cosine over its fixed time budget (``rnnlab train``'s default, the plateau
+schedule, is for runs whose length is not known in advance; ``--set schedule=plateau``
+runs it).
 The run directory is kept under OUT/run, so ``rnnlab suggest OUT/run`` and friends work on
 the result. The best model (what the commands load) is then scored on
 
@@ -65,7 +68,7 @@ class Config:
 PRESETS = {
     "fast": Config(builtin=True, hidden=24, layers=2, embedding=16, batch=8, bptt=32,
                    seconds=30.0, max_steps=30, eval_every=10, threads=1),
-    "record": Config(),
+    "record": Config(schedule="cosine"),
 }
 PRESETS["full"] = PRESETS["record"]
 
