@@ -243,6 +243,28 @@ def test_bad_flags_are_one_line_errors(tmp_path, capsys, argv):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("argv", [
+    ["prepare", "TEXT", "--out", "RUN", "--vocab-size", "0"],
+    ["prepare", "TEXT", "--out", "RUN", "--min-count", "-1"],
+    ["prepare", "TEXT", "--out", "RUN", "--workers", "0"],
+    ["serve", "RUN", "--port", "70000"], ["serve", "RUN", "--port", "-1"],
+    ["serve", "RUN", "--max-text", "0"], ["serve", "RUN", "--max-sessions", "-1"],
+    ["serve", "RUN", "--max-cache-mb", "nan"], ["serve", "RUN", "--max-cache-mb", "inf"],
+    ["serve", "RUN", "--threads", "0"], ["serve", "RUN", "--max-connections", "0"],
+    ["train", "--out", "RUN", "--max-steps", "1", *TINY, "--dist-timeout", "nan"],
+    ["train", "--out", "RUN", "--max-steps", "1", *TINY, "--dist-timeout", "inf"],
+    ["train", "--out", "RUN", "--max-steps", "1", *TINY, "--dist-timeout", "0"],
+])
+def test_every_numeric_flag_is_checked_as_it_is_parsed(tmp_path, capsys, argv):
+    out = tmp_path / "out"
+    argv = [str(out) if a == "RUN" else a for a in argv]
+    with pytest.raises(SystemExit) as e:                  # argparse's error, before run()
+        main(argv)
+    assert e.value.code == 2
+    assert f"argument {argv[-2]}: must be" in one_line(capsys.readouterr().err)
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("damage, expected", [
     (lambda r: (r / "last.json").write_text("[1, 2]"), "last.json"),
     (lambda r: _rewrite_json(r / "last.json", lambda d: {**d, "step": str(d["step"])}),
