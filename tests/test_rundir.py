@@ -15,6 +15,9 @@ import torch
 
 from rnnlab.checkpoint import load_tensors, read_json, save_tensors, write_json
 from rnnlab.cli import main
+from rnnlab.data.corpus import CorpusConfig, make_probes
+from rnnlab.errors import UserError
+from rnnlab.experiments import next_word
 from rnnlab.models.lm import LMConfig
 from rnnlab.rundir import LOCK, MARKER, RunDir
 from rnnlab.train import TrainConfig, Trainer
@@ -91,6 +94,24 @@ def test_an_empty_folder_becomes_a_run_and_checkpoints_only_delete_their_own(tmp
     assert (out / "readme.txt").read_text() == "mine too"
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
         "notes", "step-000000010"]
+
+
+def test_a_demo_starts_its_run_over_deleting_only_what_rnnlab_wrote(tmp_path):
+    cfg = next_word.Config(corpus_tokens=5000, probes=1, hidden=16, embedding=8, batch=4,
+                           bptt=20, steps=2)
+    probes = make_probes(CorpusConfig(eval_gaps=(5,), probes_per_gap=1), seed=1)
+    out = tmp_path / "rnn"
+    next_word.train_one(cfg, "rnn", out, probes)
+    (out / "notes.txt").write_text("mine")
+    holder = RunDir(out)
+    holder.claim(fresh=False)                           # a live writer
+    before = snapshot(out)
+    with pytest.raises(UserError, match=f"pid {os.getpid()}"):
+        next_word.train_one(cfg, "rnn", out, probes)
+    assert snapshot(out) == before
+    holder.release()
+    assert next_word.train_one(cfg, "rnn", out, probes)["steps"] == 2   # started over
+    assert (out / "notes.txt").read_text() == "mine"
 
 
 def test_a_run_of_an_older_format_is_named_as_such_and_kept(run, capsys):
