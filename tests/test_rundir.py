@@ -114,6 +114,21 @@ def test_a_demo_starts_its_run_over_deleting_only_what_rnnlab_wrote(tmp_path):
     assert (out / "notes.txt").read_text() == "mine"
 
 
+def test_a_checkpoints_folder_that_is_a_link_is_refused(run, tmp_path, capsys):
+    elsewhere = tmp_path / "elsewhere"
+    (run / "checkpoints").rename(elsewhere)
+    (run / "checkpoints").symlink_to(elsewhere, target_is_directory=True)
+    (elsewhere / "keep.txt").write_text("mine")
+    before, outside = snapshot(run), snapshot(elsewhere)
+    rc, err = cli(capsys, "train", "--out", str(run), "--resume", "--max-steps", "6")
+    assert rc == 2 and "symbolic link" in one_line(err)
+    (run / "last.json").unlink()                   # as if it had no checkpoint: taken over
+    del before[Path("last.json")]
+    rc, err = cli(capsys, "train", "--out", str(run), "--max-steps", "2", *TINY)
+    assert rc == 2 and "symbolic link" in one_line(err)
+    assert snapshot(run) == before and snapshot(elsewhere) == outside
+
+
 def test_a_run_of_an_older_format_is_named_as_such_and_kept(run, capsys):
     (run / MARKER).unlink()                            # what a version-1 run looked like
     before = snapshot(run)
