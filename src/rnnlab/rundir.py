@@ -133,7 +133,10 @@ class RunDir:
                 (self.path / MARKER).unlink(missing_ok=True)
                 (self.path / LOCK).unlink(missing_ok=True)
                 self.release()
-                self.path.rmdir()
+                try:
+                    self.path.rmdir()
+                except OSError:                   # another writer arrived meanwhile: its
+                    pass                          # folder now, and the first error stands
                 return
         self.release()
 
