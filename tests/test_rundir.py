@@ -5,6 +5,7 @@ import errno
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -164,8 +165,25 @@ def test_a_second_writer_is_refused_with_the_holders_pid(tmp_path, capsys):
     assert (out / LOCK).read_text().strip() == str(proc.pid)
 
 
-# The lock going with a killed process: test_train.py's SIGKILL-then-resume test resumes
-# the killed run's folder, which works only because the kernel dropped the lock.
+def test_the_lock_goes_with_a_killed_process(tmp_path):
+    out = tmp_path / "run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom rnnlab.rundir import RunDir\n"
+         "run = RunDir(sys.argv[1])\nrun.claim(fresh=True)\nprint('held', flush=True)\n"
+         "time.sleep(300)", str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        with pytest.raises(UserError, match=f"pid {holder.pid}"):
+            RunDir(out).claim(fresh=False)
+        holder.send_signal(signal.SIGKILL)
+        assert holder.wait(timeout=60) == -signal.SIGKILL
+    finally:
+        holder.kill()
+        holder.wait()
+    mine = RunDir(out)
+    assert mine.claim(fresh=True) is False             # the kernel dropped the lock
+    assert (out / LOCK).read_text().strip() == str(os.getpid())
+    mine.release()
 
 
 def test_one_process_cannot_hold_a_run_twice(run, capsys):
