@@ -337,6 +337,24 @@ def test_wrongly_typed_json_is_one_line(run, capsys, damage, expected):
     assert rc == 2 and expected in one_line(err)
 
 
+def _wrong_state_shape(folder: Path) -> None:
+    tensors = load_tensors(folder / "trainer.safetensors")
+    tensors["state.0"] = torch.zeros(*tensors["state.0"].shape[:-1], 13)    # hidden is 12
+    save_tensors(folder / "trainer.safetensors", tensors)
+
+
+@pytest.mark.parametrize("damage", [
+    _wrong_state_shape,
+    lambda f: _rewrite_json(f / "trainer.json", lambda d: {**d, "state": [d["state"]]}),
+])
+def test_a_carried_state_that_does_not_fit_the_model_is_one_line(run, capsys, damage):
+    damage(run / "checkpoints/step-000000004")
+    before = snapshot(run)
+    rc, err = cli(capsys, "train", "--out", str(run), "--resume", "--max-steps", "6")
+    assert rc == 2 and "carried state does not fit the model" in one_line(err)
+    assert snapshot(run) == before
+
+
 @pytest.mark.parametrize("change", [{"layers": 1_000_000}, {"hidden": 1e9},
                                     {"hidden": 10**9}, {"embedding": 10**8}])
 def test_crafted_sizes_fail_before_anything_is_built(run, capsys, change):
