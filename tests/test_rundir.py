@@ -5,6 +5,7 @@ import errno
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -15,6 +16,9 @@ import torch
 
 from rnnlab.checkpoint import load_tensors, read_json, save_tensors, write_json
 from rnnlab.cli import main
+from rnnlab.data.corpus import CorpusConfig, make_probes
+from rnnlab.errors import UserError
+from rnnlab.experiments import next_word
 from rnnlab.models.lm import LMConfig
 from rnnlab.rundir import LOCK, MARKER, RunDir
 from rnnlab.train import TrainConfig, Trainer
@@ -93,6 +97,39 @@ def test_an_empty_folder_becomes_a_run_and_checkpoints_only_delete_their_own(tmp
         "notes", "step-000000010"]
 
 
+def test_a_demo_starts_its_run_over_deleting_only_what_rnnlab_wrote(tmp_path):
+    cfg = next_word.Config(corpus_tokens=5000, probes=1, hidden=16, embedding=8, batch=4,
+                           bptt=20, steps=2)
+    probes = make_probes(CorpusConfig(eval_gaps=(5,), probes_per_gap=1), seed=1)
+    out = tmp_path / "rnn"
+    next_word.train_one(cfg, "rnn", out, probes)
+    (out / "notes.txt").write_text("mine")
+    holder = RunDir(out)
+    holder.claim(fresh=False)                           # a live writer
+    before = snapshot(out)
+    with pytest.raises(UserError, match=f"pid {os.getpid()}"):
+        next_word.train_one(cfg, "rnn", out, probes)
+    assert snapshot(out) == before
+    holder.release()
+    assert next_word.train_one(cfg, "rnn", out, probes)["steps"] == 2   # started over
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_a_checkpoints_folder_that_is_a_link_is_refused(run, tmp_path, capsys):
+    elsewhere = tmp_path / "elsewhere"
+    (run / "checkpoints").rename(elsewhere)
+    (run / "checkpoints").symlink_to(elsewhere, target_is_directory=True)
+    (elsewhere / "keep.txt").write_text("mine")
+    before, outside = snapshot(run), snapshot(elsewhere)
+    rc, err = cli(capsys, "train", "--out", str(run), "--resume", "--max-steps", "6")
+    assert rc == 2 and "symbolic link" in one_line(err)
+    (run / "last.json").unlink()                   # as if it had no checkpoint: taken over
+    del before[Path("last.json")]
+    rc, err = cli(capsys, "train", "--out", str(run), "--max-steps", "2", *TINY)
+    assert rc == 2 and "symbolic link" in one_line(err)
+    assert snapshot(run) == before and snapshot(elsewhere) == outside
+
+
 def test_a_run_of_an_older_format_is_named_as_such_and_kept(run, capsys):
     (run / MARKER).unlink()                            # what a version-1 run looked like
     before = snapshot(run)
@@ -128,8 +165,25 @@ def test_a_second_writer_is_refused_with_the_holders_pid(tmp_path, capsys):
     assert (out / LOCK).read_text().strip() == str(proc.pid)
 
 
-# The lock going with a killed process: test_train.py's SIGKILL-then-resume test resumes
-# the killed run's folder, which works only because the kernel dropped the lock.
+def test_the_lock_goes_with_a_killed_process(tmp_path):
+    out = tmp_path / "run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom rnnlab.rundir import RunDir\n"
+         "run = RunDir(sys.argv[1])\nrun.claim(fresh=True)\nprint('held', flush=True)\n"
+         "time.sleep(300)", str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        with pytest.raises(UserError, match=f"pid {holder.pid}"):
+            RunDir(out).claim(fresh=False)
+        holder.send_signal(signal.SIGKILL)
+        assert holder.wait(timeout=60) == -signal.SIGKILL
+    finally:
+        holder.kill()
+        holder.wait()
+    mine = RunDir(out)
+    assert mine.claim(fresh=True) is False             # the kernel dropped the lock
+    assert (out / LOCK).read_text().strip() == str(os.getpid())
+    mine.release()
 
 
 def test_one_process_cannot_hold_a_run_twice(run, capsys):
@@ -243,6 +297,28 @@ def test_bad_flags_are_one_line_errors(tmp_path, capsys, argv):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("argv", [
+    ["prepare", "TEXT", "--out", "RUN", "--vocab-size", "0"],
+    ["prepare", "TEXT", "--out", "RUN", "--min-count", "-1"],
+    ["prepare", "TEXT", "--out", "RUN", "--workers", "0"],
+    ["serve", "RUN", "--port", "70000"], ["serve", "RUN", "--port", "-1"],
+    ["serve", "RUN", "--max-text", "0"], ["serve", "RUN", "--max-sessions", "-1"],
+    ["serve", "RUN", "--max-cache-mb", "nan"], ["serve", "RUN", "--max-cache-mb", "inf"],
+    ["serve", "RUN", "--threads", "0"], ["serve", "RUN", "--max-connections", "0"],
+    ["train", "--out", "RUN", "--max-steps", "1", *TINY, "--dist-timeout", "nan"],
+    ["train", "--out", "RUN", "--max-steps", "1", *TINY, "--dist-timeout", "inf"],
+    ["train", "--out", "RUN", "--max-steps", "1", *TINY, "--dist-timeout", "0"],
+])
+def test_every_numeric_flag_is_checked_as_it_is_parsed(tmp_path, capsys, argv):
+    out = tmp_path / "out"
+    argv = [str(out) if a == "RUN" else a for a in argv]
+    with pytest.raises(SystemExit) as e:                  # argparse's error, before run()
+        main(argv)
+    assert e.value.code == 2
+    assert f"argument {argv[-2]}: must be" in one_line(capsys.readouterr().err)
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("damage, expected", [
     (lambda r: (r / "last.json").write_text("[1, 2]"), "last.json"),
     (lambda r: _rewrite_json(r / "last.json", lambda d: {**d, "step": str(d["step"])}),
@@ -259,6 +335,24 @@ def test_wrongly_typed_json_is_one_line(run, capsys, damage, expected):
     damage(run)
     rc, err = cli(capsys, "train", "--out", str(run), "--resume", "--max-steps", "6")
     assert rc == 2 and expected in one_line(err)
+
+
+def _wrong_state_shape(folder: Path) -> None:
+    tensors = load_tensors(folder / "trainer.safetensors")
+    tensors["state.0"] = torch.zeros(*tensors["state.0"].shape[:-1], 13)    # hidden is 12
+    save_tensors(folder / "trainer.safetensors", tensors)
+
+
+@pytest.mark.parametrize("damage", [
+    _wrong_state_shape,
+    lambda f: _rewrite_json(f / "trainer.json", lambda d: {**d, "state": [d["state"]]}),
+])
+def test_a_carried_state_that_does_not_fit_the_model_is_one_line(run, capsys, damage):
+    damage(run / "checkpoints/step-000000004")
+    before = snapshot(run)
+    rc, err = cli(capsys, "train", "--out", str(run), "--resume", "--max-steps", "6")
+    assert rc == 2 and "carried state does not fit the model" in one_line(err)
+    assert snapshot(run) == before
 
 
 @pytest.mark.parametrize("change", [{"layers": 1_000_000}, {"hidden": 1e9},

@@ -133,7 +133,10 @@ class RunDir:
                 (self.path / MARKER).unlink(missing_ok=True)
                 (self.path / LOCK).unlink(missing_ok=True)
                 self.release()
-                self.path.rmdir()
+                try:
+                    self.path.rmdir()
+                except OSError:                   # another writer arrived meanwhile: its
+                    pass                          # folder now, and the first error stands
                 return
         self.release()
 
@@ -159,15 +162,23 @@ class RunDir:
         for name in self._checkpoints():
             shutil.rmtree(self.path / "checkpoints" / name)
 
-    def _checkpoints(self) -> list[str]:
+    def _root(self) -> Path:
+        """checkpoints/, refused if it is a symbolic link (it would lead outside the run)."""
         root = self.path / "checkpoints"
+        if root.is_symlink():
+            raise UserError(f"{root}: is a symbolic link; rnnlab keeps checkpoints only "
+                            f"inside the run directory: make it a plain folder")
+        return root
+
+    def _checkpoints(self) -> list[str]:
+        root = self._root()
         if not root.is_dir():
             return []
         return sorted(e.name for e in root.iterdir() if _CHECKPOINT.fullmatch(e.name))
 
     def _remove_temps(self) -> None:
         """Temp files and folders that killed writes left behind (ours by their prefix)."""
-        for folder in (self.path, self.path / "checkpoints"):
+        for folder in (self.path, self._root()):
             if folder.is_dir():
                 for e in folder.iterdir():
                     if e.name.startswith(TEMP_PREFIX):
@@ -217,7 +228,7 @@ class RunDir:
                         trainer: dict[str, Tensor], info: dict) -> None:
         """Write a complete checkpoint folder, then point last.json at it."""
         self._require_lock()
-        root = self.path / "checkpoints"
+        root = self._root()
         root.mkdir(exist_ok=True)
         name = f"step-{step:09d}"
         tmp = Path(tempfile.mkdtemp(dir=root, prefix=f"{TEMP_PREFIX}{name}."))
@@ -251,7 +262,7 @@ class RunDir:
                 or type(step) is not int or name != f"checkpoints/step-{step:09d}"):
             raise UserError(f"{where}: names {name!r}, not a checkpoint folder of this run "
                             f"(checkpoints/step-NNNNNNNNN); the run directory is damaged")
-        folder = self.path / name
+        folder = self._root() / name.removeprefix("checkpoints/")
         if not folder.is_dir() or folder.is_symlink():
             raise UserError(f"{where} points at a missing checkpoint {name!r}; the run "
                             f"directory is damaged")

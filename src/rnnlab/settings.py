@@ -5,6 +5,7 @@ its metadata an optional ``check``:
 
     positive   a finite number > 0          nonneg   a finite number >= 0
     fraction   a finite number in [0, 1)    seed     an integer in [0, 2**63)
+    port       an integer in [0, 65535]
 
 and for a string field ``choices``, the values it may take.
 
@@ -31,6 +32,7 @@ _CHECKS = {
     "nonneg": (lambda v: v >= 0, "a finite number >= 0"),
     "fraction": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
     "seed": (lambda v: 0 <= v < 2**63, "an integer in [0, 2**63)"),
+    "port": (lambda v: 0 <= v <= 65535, "an integer in [0, 65535]"),
 }
 # build() arguments the language model sets itself, and ``bidirectional`` (a language model
 # that read the future would learn to copy it): not architecture options

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ..data.store import build_store
 from ..errors import UserError
+from ..settings import number
 
 HELP = "tokenise TEXT (a UTF-8 file or folder) once into a token store for `rnnlab train DATA`"
 
@@ -15,20 +16,16 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="new store folder")
     parser.add_argument("--level", choices=("char", "word"), default="word",
                         help="tokens: characters or words (default word)")
-    parser.add_argument("--vocab-size", type=int, metavar="N",
+    parser.add_argument("--vocab-size", type=number(int, "positive"), metavar="N",
                         help="keep the N - 1 most frequent training tokens plus <unk> "
                         "(default: all)")
-    parser.add_argument("--min-count", type=int, default=1, metavar="N",
+    parser.add_argument("--min-count", type=number(int, "positive"), default=1, metavar="N",
                         help="drop tokens seen fewer times in the training part (default 1)")
-    parser.add_argument("--workers", type=int, metavar="N",
+    parser.add_argument("--workers", type=number(int, "positive"), metavar="N",
                         help="worker processes (default: every core this process may use)")
 
 
 def run(args) -> int:
-    for name in ("vocab_size", "min_count", "workers"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be at least 1, received {value}")
     if args.vocab_size is not None and args.vocab_size < 3:
         raise UserError(f"--vocab-size must be at least 3 (<unk> and two tokens), received "
                         f"{args.vocab_size}")

@@ -6,28 +6,31 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
+from ..settings import number
 
 HELP = "serve next-word suggestions: a typing page at /, JSON over HTTP and a WebSocket"
 
 
 def add_arguments(parser) -> None:
     from ..serve.sessions import Limits
-    d = Limits()
+    d, count = Limits(), number(int, "positive")
     parser.add_argument("runs", nargs="+", type=Path, metavar="RUN",
                         help="run directories of `rnnlab train` (the first is the default)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=int, default=8000, help="port (0: any free one)")
-    parser.add_argument("--max-text", type=int, default=d.max_text,
+    parser.add_argument("--port", type=number(int, "port"), default=8000,
+                        help="port (0: any free one)")
+    parser.add_argument("--max-text", type=count, default=d.max_text,
                         help="characters of text per request (default %(default)s)")
-    parser.add_argument("--max-sessions", type=int, default=d.max_sessions,
+    parser.add_argument("--max-sessions", type=count, default=d.max_sessions,
                         help="typing sessions that keep recurrent state; the oldest idle "
                              "one is dropped first (default %(default)s)")
-    parser.add_argument("--max-cache-mb", type=float, default=d.max_cache_mb,
+    parser.add_argument("--max-cache-mb", type=number(float, "positive"),
+                        default=d.max_cache_mb,
                         help="recurrent state of all sessions together (default %(default)s)")
-    parser.add_argument("--threads", type=int, default=1,
+    parser.add_argument("--threads", type=count, default=1,
                         help="torch threads (default 1: a suggestion is many tiny products, "
                              "and extra threads only add waits; see docs/serve.md)")
-    parser.add_argument("--max-connections", type=int, default=d.max_connections,
+    parser.add_argument("--max-connections", type=count, default=d.max_connections,
                         help="open WebSocket connections (default %(default)s)")
 
 
@@ -36,15 +39,8 @@ def run(args) -> int:
     import uvicorn
 
     from ..serve import Limits, create_app, load_models
-    for name in ("max_text", "max_sessions", "max_connections", "max_cache_mb"):
-        if getattr(args, name) <= 0:
-            raise UserError(f"--{name.replace('_', '-')} must be positive")
-    if not 0 <= args.port <= 65535:
-        raise UserError(f"--port must be between 0 and 65535, received {args.port}")
     limits = Limits(max_text=args.max_text, max_sessions=args.max_sessions,
                     max_cache_mb=args.max_cache_mb, max_connections=args.max_connections)
-    if args.threads < 1:
-        raise UserError("--threads must be at least 1")
     torch.set_num_threads(args.threads)
     sys.setswitchinterval(0.001)    # many threads wait on short steps: hand the GIL on sooner
     models = load_models(args.runs)

@@ -78,7 +78,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--threads", type=number(int, "positive"), metavar="N",
                         help="torch CPU threads (default: torch's)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.add_argument("--dist-timeout", type=float, default=DEFAULT_TIMEOUT, metavar="S",
+    parser.add_argument("--dist-timeout", type=number(float, "positive"),
+                        default=DEFAULT_TIMEOUT, metavar="S",
                         help="under torchrun: seconds a process waits for the others before "
                         f"it gives up (default {DEFAULT_TIMEOUT:g})")
 
@@ -139,8 +140,6 @@ def run(args) -> int:
         return _train_ngram(cfg, out, args)
     if not args.resume and args.max_steps is None and args.max_time is None:
         raise UserError("give a budget: --max-steps N and/or --max-time SECONDS")
-    if args.dist_timeout <= 0:
-        raise UserError(f"--dist-timeout must be positive, received {args.dist_timeout}")
     dist = Distributed.from_env(args.dist_timeout)
     try:
         trainer = dist.guard(lambda: Trainer(cfg, out, resume=args.resume, quiet=args.quiet,

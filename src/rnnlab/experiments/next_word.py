@@ -13,7 +13,6 @@ in tokens between cue and target. Chance: 1/8 for languages, 1/6 for colours.
 from __future__ import annotations
 
 import math
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -136,8 +135,8 @@ def train_one(cfg: Config, arch: str, run_dir: Path, probes: list[Probe],
               max_time: float | None = None) -> dict:
     t0 = time.time()
     resume = cfg.resume and (run_dir / "last.json").exists()
-    if not resume and RunDir(run_dir).is_ours():       # a previous demo's run: replace
-        shutil.rmtree(run_dir)
+    if not resume and RunDir(run_dir).is_ours():       # a previous demo's run: start over
+        _start_over(run_dir)
     trainer = Trainer(train_config(cfg, arch, max_time), run_dir, resume=resume)
     if trainer.finished():                            # reused as it is
         trainer.close()
@@ -156,6 +155,17 @@ def train_one(cfg: Config, arch: str, run_dir: Path, probes: list[Probe],
             "target_prob": {k: {str(g): v[1] for g, v in d.items()} for k, d in acc.items()},
             "suggestions": {s: pred.suggest(s, 3) for s in SEED_PROMPTS},
             "run_dir": str(run_dir)}
+
+
+def _start_over(run_dir: Path) -> None:
+    """Delete what rnnlab wrote in a run (files of others stay), under the writer's lock:
+    refused with one line while another process writes it."""
+    old = RunDir(run_dir)
+    old.claim(fresh=False)
+    try:
+        old.clear()
+    finally:
+        old.release()
 
 
 def table_markdown(result: dict) -> str:
