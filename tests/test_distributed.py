@@ -44,7 +44,8 @@ def _rank(rank, world, port, jobs):
             cfg = TrainConfig(**CFG, max_steps=steps)
             Trainer(cfg, out, resume=resume, quiet=True, dist=Distributed.from_env()).run()
     finally:
-        dist.destroy_process_group()
+        dist.barrier()          # as Distributed.close: no rank tears down while another is
+        dist.destroy_process_group()  # in its last collective (SIGABRT at exit otherwise)
 
 
 def _two_ranks(*jobs):
